@@ -1,0 +1,253 @@
+import { randomBytes } from "node:crypto";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  writeFileSync,
+} from "node:fs";
+import { join, resolve } from "node:path";
+import { parseSecretKeys, type SecretKey } from "./secrets/secret-box.js";
+import { describeStoreUrl, type StoreKind } from "./store/open-store.js";
+
+const logLevels = [
+  "fatal",
+  "error",
+  "warn",
+  "info",
+  "debug",
+  "trace",
+  "silent",
+];
+
+/** The service configuration, read from the environment and checked. */
+export interface Config {
+  host: string;
+  port: number;
+  storeUrl: string;
+  storeKind: StoreKind;
+  /** HS256 secret shared with privacyIDEA; absent when only keys are used. */
+  jwtSecret?: string;
+  /** PEM or JWKS file of trusted token signers. */
+  jwtPublicKeysFile?: string;
+  policyFile?: string;
+  secretsKeys: SecretKey[];
+  mscaTimeoutMs: number;
+  logLevel: string;
+  tls?: { cert: Buffer; key: Buffer };
+  /** Files this load created for a development setup, to be logged. */
+  created: string[];
+}
+
+/** Every problem found in the configuration, reported together. */
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  - ${problems.join("\n  - ")}`);
+  }
+}
+
+/** Where `loadConfig` looks and whether it may create development files. */
+export interface LoadOptions {
+  /** Directory for development secrets; `./data` under the cwd by default. */
+  dataDir?: string;
+}
+
+/**
+ * Reads the configuration from environment variables. With the embedded
+ * store and no token secret or secrets key, it creates them once under the
+ * data directory (mode 0600), so that a fresh checkout runs with no setup;
+ * with MongoDB it refuses, since instances sharing a database must share
+ * those secrets. Throws a `ConfigError` listing every problem at once.
+ */
+export function loadConfig(
+  env: NodeJS.ProcessEnv,
+  options: LoadOptions = {},
+): Config {
+  const problems: string[] = [];
+  const created: string[] = [];
+  const dataDir = options.dataDir ?? resolve("data");
+  const read = (name: string, fallback: string) => {
+    const value = env[name];
+    return value === undefined || value === "" ? fallback : value;
+  };
+
+  const storeUrl = read("STORE_URL", "sqlite:./data/caconnector.db");
+  let storeKind: StoreKind = "sqlite";
+  try {
+    storeKind = describeStoreUrl(storeUrl).kind;
+  } catch (err) {
+    problems.push((err as Error).message);
+  }
+  const embedded = storeKind !== "mongodb";
+
+  const config: Config = {
+    host: read("HOST", "127.0.0.1"),
+    port: integer(read("PORT", "8080"), "PORT", 0, 65535, problems),
+    storeUrl,
+    storeKind,
+    secretsKeys: [],
+    mscaTimeoutMs: integer(
+      read("MSCA_TIMEOUT_MS", "3000"),
+      "MSCA_TIMEOUT_MS",
+      1,
+      600_000,
+      problems,
+    ),
+    logLevel: read("LOG_LEVEL", "info"),
+    created,
+  };
+  if (!logLevels.includes(config.logLevel)) {
+    problems.push(`LOG_LEVEL must be one of ${logLevels.join(", ")}`);
+  }
+
+  const jwtSecret = env.AUTH_JWT_SECRET;
+  const keysFile = env.AUTH_JWT_PUBLIC_KEYS_FILE;
+  if (jwtSecret) {
+    config.jwtSecret = jwtSecret;
+  }
+  if (keysFile) {
+    config.jwtPublicKeysFile = keysFile;
+    checkReadable(keysFile, "AUTH_JWT_PUBLIC_KEYS_FILE", problems);
+  }
+  if (!jwtSecret && !keysFile) {
+    const generated = embedded
+      ? devSecret(dataDir, "jwt-secret", created, problems)
+      : undefined;
+    if (generated) {
+      config.jwtSecret = generated;
+    } else if (!embedded) {
+      problems.push(
+        "AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEYS_FILE is required with MongoDB",
+      );
+    }
+  }
+
+  if (env.POLICY_FILE) {
+    config.policyFile = env.POLICY_FILE;
+    checkReadable(env.POLICY_FILE, "POLICY_FILE", problems);
+  }
+
+  config.secretsKeys = secretsKeys(env, embedded, dataDir, created, problems);
+
+  const certFile = env.TLS_CERT_FILE;
+  const keyFile = env.TLS_KEY_FILE;
+  if (Boolean(certFile) !== Boolean(keyFile)) {
+    problems.push("TLS_CERT_FILE and TLS_KEY_FILE must be set together");
+  } else if (certFile && keyFile) {
+    const cert = readOrReport(certFile, "TLS_CERT_FILE", problems);
+    const key = readOrReport(keyFile, "TLS_KEY_FILE", problems);
+    if (cert && key) {
+      config.tls = { cert, key };
+    }
+  }
+
+  if (problems.length > 0) {
+    throw new ConfigError(problems);
+  }
+  return config;
+}
+
+function secretsKeys(
+  env: NodeJS.ProcessEnv,
+  embedded: boolean,
+  dataDir: string,
+  created: string[],
+  problems: string[],
+): SecretKey[] {
+  try {
+    if (env.SECRETS_KEY && env.SECRETS_KEY_FILE) {
+      problems.push("set SECRETS_KEY or SECRETS_KEY_FILE, not both");
+      return [];
+    }
+    if (env.SECRETS_KEY) {
+      return parseSecretKeys(env.SECRETS_KEY, "SECRETS_KEY");
+    }
+    if (env.SECRETS_KEY_FILE) {
+      const text = readOrReport(
+        env.SECRETS_KEY_FILE,
+        "SECRETS_KEY_FILE",
+        problems,
+      );
+      return text
+        ? parseSecretKeys(text.toString("utf8"), "SECRETS_KEY_FILE")
+        : [];
+    }
+    if (!embedded) {
+      problems.push("SECRETS_KEY or SECRETS_KEY_FILE is required with MongoDB");
+      return [];
+    }
+    const generated = devSecret(dataDir, "secrets.key", created, problems);
+    return generated
+      ? parseSecretKeys(generated, join(dataDir, "secrets.key"))
+      : [];
+  } catch (err) {
+    problems.push((err as Error).message);
+    return [];
+  }
+}
+
+/**
+ * Reads a development secret from the data directory, creating it with 32
+ * random bytes (base64) on first use.
+ */
+function devSecret(
+  dataDir: string,
+  file: string,
+  created: string[],
+  problems: string[],
+): string | undefined {
+  const path = join(dataDir, file);
+  try {
+    if (!existsSync(path)) {
+      mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+      writeFileSync(path, `${randomBytes(32).toString("base64")}\n`, {
+        mode: 0o600,
+        flag: "wx",
+      });
+      chmodSync(path, 0o600);
+      created.push(path);
+    }
+    return readFileSync(path, "utf8").trim();
+  } catch (err) {
+    problems.push(
+      `cannot create or read ${path}: ${(err as NodeJS.ErrnoException).code ?? "error"}`,
+    );
+    return undefined;
+  }
+}
+
+function integer(
+  text: string,
+  name: string,
+  min: number,
+  max: number,
+  problems: string[],
+): number {
+  const value = Number(text);
+  if (!/^\d+$/.test(text) || value < min || value > max) {
+    problems.push(`${name} must be an integer from ${min} to ${max}`);
+    return min;
+  }
+  return value;
+}
+
+function checkReadable(path: string, name: string, problems: string[]): void {
+  readOrReport(path, name, problems);
+}
+
+function readOrReport(
+  path: string,
+  name: string,
+  problems: string[],
+): Buffer | undefined {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    problems.push(
+      `${name}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? "error"})`,
+    );
+    return undefined;
+  }
+}

@@ -1,0 +1,435 @@
+import type { JsonObject } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { Logger } from "../logger.js";
+import type {
+  ConnectorTypePlugin,
+  FieldSpec,
+  FieldViolation,
+  PlainConfig,
+} from "../plugins/plugin.js";
+import type { PluginRegistry } from "../plugins/registry.js";
+import { unknownKeyViolations, validateConfig } from "../plugins/schema.js";
+import { censored, type SecretBox } from "../secrets/secret-box.js";
+import { NameTakenError } from "../store/errors.js";
+import type {
+  ConfigEntry,
+  ConnectorStore,
+  StoredConnector,
+} from "../store/store.js";
+import { fieldError, invalidArgument } from "./errors.js";
+import { nameViolation } from "./names.js";
+
+/** How often a save re-reads and retries when another write got in first. */
+const maxSaveAttempts = 8;
+
+/** What the domain needs from the rest of the process. */
+export interface ConnectorServiceDeps {
+  store: ConnectorStore;
+  registry: PluginRegistry;
+  secrets: SecretBox;
+  logger: Logger;
+  clock: () => Date;
+  /** Deadline handed to plugins for remote calls. */
+  pluginTimeoutMs: number;
+}
+
+/** A connector as clients see it: secrets censored, templates resolved. */
+export interface ConnectorView {
+  id: number;
+  name: string;
+  type: string;
+  data: Record<string, string>;
+  descriptions: Record<string, string>;
+  templates: JsonObject;
+  revision: number;
+  createTime: Date;
+  updateTime: Date;
+}
+
+/** A create-or-update request. */
+export interface SaveInput {
+  name: string;
+  type: string;
+  config: Readonly<Record<string, string>>;
+  descriptions: Readonly<Record<string, string>>;
+  /** The revision the caller last read; 0 demands that none exists yet. */
+  expectedRevision?: number | undefined;
+  validateOnly?: boolean;
+}
+
+/** The outcome of a save; for `validateOnly`, what it would have been. */
+export interface SaveResult {
+  /** 0 when a validate-only save would create the connector. */
+  id: number;
+  created: boolean;
+  revision: number;
+}
+
+/** A connector type as clients see it. */
+export interface ConnectorTypeView {
+  name: string;
+  description: string;
+  fields: (FieldSpec & { secret: boolean })[];
+}
+
+/**
+ * The rules of CA connectors, shared by every protocol adapter: naming,
+ * validation against the type, partial updates, secrets, revisions. It
+ * throws ConnectErrors for client mistakes and lets store errors through for
+ * `toConnectError` to map.
+ */
+export class ConnectorService {
+  readonly #deps: ConnectorServiceDeps;
+  readonly #log: Logger;
+
+  constructor(deps: ConnectorServiceDeps) {
+    this.#deps = deps;
+    this.#log = deps.logger.child({ component: "connectors" });
+  }
+
+  /** Connectors ordered by id, optionally filtered by exact name or type. */
+  async list(filter: {
+    name?: string;
+    type?: string;
+  }): Promise<ConnectorView[]> {
+    if (filter.name) {
+      throwIfBadName(filter.name);
+    }
+    const stored = await this.#deps.store.list({
+      ...(filter.name ? { name: filter.name } : {}),
+      ...(filter.type ? { type: filter.type } : {}),
+    });
+    return Promise.all(stored.map((connector) => this.#view(connector)));
+  }
+
+  /** One connector by exact name; NOT_FOUND when absent. */
+  async get(name: string): Promise<ConnectorView> {
+    throwIfBadName(name);
+    const stored = await this.#deps.store.get(name);
+    if (!stored) {
+      throw notFound(name);
+    }
+    return this.#view(stored);
+  }
+
+  /** Deletes a connector by exact name and returns its id. */
+  async delete(name: string): Promise<number> {
+    throwIfBadName(name);
+    const deleted = await this.#deps.store.delete(name);
+    if (!deleted) {
+      throw notFound(name);
+    }
+    return deleted.id;
+  }
+
+  /** Every connector type with its fields. */
+  types(): ConnectorTypeView[] {
+    return this.#deps.registry.list().map((plugin) => ({
+      name: plugin.name,
+      description: plugin.description,
+      fields: plugin.fields.map((field) => ({
+        ...field,
+        secret: field.type === "password",
+      })),
+    }));
+  }
+
+  /** Type-specific options computed from a configuration that is not stored. */
+  async specificOptions(
+    type: string,
+    config: Readonly<Record<string, string>>,
+    signal?: AbortSignal,
+  ): Promise<JsonObject> {
+    const plugin = this.#plugin(type);
+    const violations = validateConfig(plugin, config, { partial: true });
+    if (violations.length > 0) {
+      throw invalidArgument(violations);
+    }
+    return plugin.specificOptions(config, this.#context(signal));
+  }
+
+  /**
+   * Creates the named connector or merges the given keys into the stored
+   * one. The write is a compare-and-set on the revision that was read, so two
+   * partial updates racing each other never lose a key: the loser re-reads
+   * and merges again, unless the caller pinned `expectedRevision`.
+   */
+  async save(input: SaveInput): Promise<SaveResult> {
+    const plugin = this.#checkSaveInput(input);
+    for (let attempt = 0; attempt < maxSaveAttempts; attempt++) {
+      const existing = await this.#deps.store.get(input.name);
+      checkPreconditions(input, existing);
+
+      const config = this.#merge(plugin, input, existing);
+      if (input.validateOnly) {
+        return {
+          id: existing?.id ?? 0,
+          created: !existing,
+          revision: (existing?.revision ?? 0) + 1,
+        };
+      }
+
+      const saved = await this.#write(input, existing, config);
+      if (saved) {
+        return {
+          id: saved.id,
+          created: !existing,
+          revision: saved.revision,
+        };
+      }
+      if (input.expectedRevision !== undefined) {
+        throw revisionConflict(input.name);
+      }
+    }
+    throw new ConnectError(
+      `name: connector "${input.name}" is being written by others; try again`,
+      Code.Aborted,
+    );
+  }
+
+  #checkSaveInput(input: SaveInput): ConnectorTypePlugin {
+    const violations: FieldViolation[] = [];
+    const badName = nameViolation(input.name);
+    if (badName) {
+      violations.push(badName);
+    }
+    if (input.expectedRevision !== undefined && input.expectedRevision < 0) {
+      violations.push({
+        field: "expected_revision",
+        description: "must not be negative",
+      });
+    }
+    if (violations.length > 0) {
+      throw invalidArgument(violations);
+    }
+    const plugin = this.#plugin(input.type);
+    const unknown = [
+      ...unknownKeyViolations(plugin, Object.keys(input.config), "config"),
+      ...unknownKeyViolations(
+        plugin,
+        Object.keys(input.descriptions),
+        "descriptions",
+      ),
+    ];
+    if (unknown.length > 0) {
+      throw invalidArgument(unknown);
+    }
+    return plugin;
+  }
+
+  /** Stores the merged config; undefined when another write got in first. */
+  async #write(
+    input: SaveInput,
+    existing: StoredConnector | undefined,
+    config: ConfigEntry[],
+  ): Promise<StoredConnector | undefined> {
+    const { store, clock } = this.#deps;
+    if (existing) {
+      return store.update(input.name, existing.revision, config, clock());
+    }
+    try {
+      return await store.create(
+        { name: input.name, type: input.type, config },
+        clock(),
+      );
+    } catch (err) {
+      const exact =
+        err instanceof NameTakenError && (await store.get(input.name));
+      if (exact) {
+        // Created by someone else since we read: merge into theirs.
+        return undefined;
+      }
+      throw err;
+    }
+  }
+
+  /** Applies a save's values and descriptions to the stored entries. */
+  #merge(
+    plugin: ConnectorTypePlugin,
+    input: SaveInput,
+    existing: StoredConnector | undefined,
+  ): ConfigEntry[] {
+    const entries = new Map(
+      (existing?.config ?? []).map((entry) => [entry.key, { ...entry }]),
+    );
+    for (const field of plugin.fields) {
+      const value = input.config[field.key];
+      if (
+        value === undefined ||
+        (field.type === "password" && value === censored)
+      ) {
+        continue;
+      }
+      const entry = entries.get(field.key) ?? {
+        key: field.key,
+        type: field.type,
+        value: "",
+        description: "",
+      };
+      entry.type = field.type;
+      entry.value =
+        field.type === "password" && value !== ""
+          ? this.#deps.secrets.encrypt(value, {
+              connector: input.name,
+              field: field.key,
+            })
+          : value;
+      entries.set(field.key, entry);
+    }
+
+    const violations: FieldViolation[] = [];
+    for (const [key, description] of Object.entries(input.descriptions)) {
+      const entry = entries.get(key);
+      if (entry) {
+        entry.description = description;
+      } else {
+        violations.push({
+          field: `descriptions.${key}`,
+          description: "describes a key that has no value",
+        });
+      }
+    }
+    const merged = [...entries.values()].sort((a, b) => compare(a.key, b.key));
+    violations.push(...validateConfig(plugin, valuesOf(merged)));
+    if (violations.length > 0) {
+      throw invalidArgument(violations);
+    }
+    return merged;
+  }
+
+  async #view(connector: StoredConnector): Promise<ConnectorView> {
+    const plugin = this.#deps.registry.get(connector.type);
+    const data: Record<string, string> = {};
+    const descriptions: Record<string, string> = {};
+    for (const entry of connector.config) {
+      data[entry.key] =
+        isSecret(plugin, entry) && entry.value !== "" ? censored : entry.value;
+      if (entry.description !== "") {
+        descriptions[entry.key] = entry.description;
+      }
+    }
+    return {
+      id: connector.id,
+      name: connector.name,
+      type: connector.type,
+      data,
+      descriptions,
+      templates: await this.#templates(plugin, connector),
+      revision: connector.revision,
+      createTime: connector.createTime,
+      updateTime: connector.updateTime,
+    };
+  }
+
+  async #templates(
+    plugin: ConnectorTypePlugin | undefined,
+    connector: StoredConnector,
+  ): Promise<JsonObject> {
+    if (!plugin) {
+      return {};
+    }
+    try {
+      return await plugin.templates(this.#plain(connector), this.#context());
+    } catch (err) {
+      this.#log.warn(
+        { err, connector: connector.name },
+        "templates of connector unavailable",
+      );
+      return {};
+    }
+  }
+
+  /** The stored config with secrets decrypted, for a plugin to use. */
+  #plain(connector: StoredConnector): PlainConfig {
+    const config: Record<string, string> = {};
+    for (const entry of connector.config) {
+      config[entry.key] =
+        entry.type === "password" && entry.value !== ""
+          ? this.#deps.secrets.decrypt(entry.value, {
+              connector: connector.name,
+              field: entry.key,
+            })
+          : entry.value;
+    }
+    return config;
+  }
+
+  #plugin(type: string): ConnectorTypePlugin {
+    if (type === "") {
+      throw invalidArgument([{ field: "type", description: "is required" }]);
+    }
+    const plugin = this.#deps.registry.get(type);
+    if (!plugin) {
+      throw invalidArgument([
+        {
+          field: "type",
+          description:
+            `unknown connector type "${type}"; known types: ` +
+            this.#deps.registry.names().join(", "),
+        },
+      ]);
+    }
+    return plugin;
+  }
+
+  #context(signal?: AbortSignal) {
+    return {
+      timeoutMs: this.#deps.pluginTimeoutMs,
+      ...(signal ? { signal } : {}),
+    };
+  }
+}
+
+function checkPreconditions(
+  input: SaveInput,
+  existing: StoredConnector | undefined,
+): void {
+  const expected = input.expectedRevision;
+  if (expected !== undefined && expected !== (existing?.revision ?? 0)) {
+    throw revisionConflict(input.name);
+  }
+  if (existing && existing.type !== input.type) {
+    throw fieldError(Code.FailedPrecondition, [
+      {
+        field: "type",
+        description: `connector "${input.name}" is of type "${existing.type}" and cannot change to "${input.type}"`,
+      },
+    ]);
+  }
+}
+
+function isSecret(
+  plugin: ConnectorTypePlugin | undefined,
+  entry: ConfigEntry,
+): boolean {
+  // Either side saying "password" censors: a type upgrade must never turn a
+  // stored ciphertext, or a secret stored as text, into a readable value.
+  const field = plugin?.fields.find((candidate) => candidate.key === entry.key);
+  return entry.type === "password" || field?.type === "password";
+}
+
+function valuesOf(entries: ConfigEntry[]): Record<string, string> {
+  return Object.fromEntries(entries.map((entry) => [entry.key, entry.value]));
+}
+
+function throwIfBadName(name: string): void {
+  const violation = nameViolation(name);
+  if (violation) {
+    throw invalidArgument([violation]);
+  }
+}
+
+function notFound(name: string): ConnectError {
+  return new ConnectError(`name: connector "${name}" not found`, Code.NotFound);
+}
+
+function revisionConflict(name: string): ConnectError {
+  return new ConnectError(
+    `expected_revision: connector "${name}" has another revision; read it again`,
+    Code.Aborted,
+  );
+}
+
+function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}

@@ -1,0 +1,128 @@
+import { readFile, stat } from "node:fs/promises";
+import { isAbsolute, resolve } from "node:path";
+import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
+import { parse } from "yaml";
+import type {
+  ConnectorTypePlugin,
+  FieldSpec,
+  FieldViolation,
+  PlainConfig,
+} from "./plugin.js";
+
+/** A templates file larger than this is not a templates file. */
+const maxTemplatesBytes = 1024 * 1024;
+
+const fields: readonly FieldSpec[] = [
+  field("cakey", "string", true, "path of the CA private key"),
+  field("cacert", "string", true, "path of the CA certificate"),
+  field("openssl.cnf", "string", false, "path of the OpenSSL configuration"),
+  field("WorkingDir", "string", false, "directory of the CA's files"),
+  field("CSRDir", "string", false, "directory for certificate requests"),
+  field("CertificateDir", "string", false, "directory for issued certificates"),
+  field("CRL", "string", false, "path of the certificate revocation list"),
+  field("CRL_Validity_Period", "int", false, "days a new CRL is valid"),
+  field(
+    "CRL_Overlap_Period",
+    "int",
+    false,
+    "days before expiry to renew the CRL",
+  ),
+  field(
+    "templates",
+    "string",
+    false,
+    "path of the templates YAML file, relative to WorkingDir",
+  ),
+];
+
+/**
+ * The `local` type: an OpenSSL CA whose key, certificate and templates are
+ * files on the host running the service.
+ */
+export const localPlugin: ConnectorTypePlugin = {
+  name: "local",
+  description: "an OpenSSL certificate authority with its files on this host",
+  fields,
+
+  validate(config: PlainConfig): FieldViolation[] {
+    const violations: FieldViolation[] = [];
+    for (const key of ["CRL_Validity_Period", "CRL_Overlap_Period"]) {
+      const value = config[key];
+      if (value !== undefined && value !== "" && Number(value) < 0) {
+        violations.push({ field: key, description: "must not be negative" });
+      }
+    }
+    return violations;
+  },
+
+  async specificOptions(config: PlainConfig): Promise<JsonObject> {
+    const templates = await readTemplates(config);
+    return { templates: Object.keys(templates) };
+  },
+
+  async templates(config: PlainConfig): Promise<JsonObject> {
+    return readTemplates(config);
+  },
+};
+
+/** The path of the templates file, or undefined when none is configured. */
+export function templatesPath(config: PlainConfig): string | undefined {
+  const file = config.templates;
+  if (!file) {
+    return undefined;
+  }
+  return isAbsolute(file) ? file : resolve(config.WorkingDir ?? ".", file);
+}
+
+/**
+ * Reads the templates file: a mapping of template name to its settings.
+ * Anything else, and a missing or unreadable file, reads as no templates,
+ * so that a broken file never hides the connector from a list.
+ */
+async function readTemplates(config: PlainConfig): Promise<JsonObject> {
+  const path = templatesPath(config);
+  if (!path) {
+    return {};
+  }
+  try {
+    const info = await stat(path);
+    if (!info.isFile() || info.size > maxTemplatesBytes) {
+      return {};
+    }
+    return templateMapping(parse(await readFile(path, "utf8")));
+  } catch {
+    // TODO(#5): report an unreadable templates file by field on validate_only
+    // instead of reading it as empty; today an operator sees only "{}".
+    return {};
+  }
+}
+
+function templateMapping(parsed: unknown): JsonObject {
+  if (!isPlainObject(parsed)) {
+    return {};
+  }
+  const templates: JsonObject = {};
+  for (const [name, settings] of Object.entries(parsed)) {
+    if (isPlainObject(settings)) {
+      templates[name] = toJson(settings);
+    }
+  }
+  return templates;
+}
+
+function toJson(value: unknown): JsonValue {
+  return JSON.parse(JSON.stringify(value)) as JsonValue;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function field(
+  key: string,
+  type: FieldSpec["type"],
+  required: boolean,
+  description: string,
+): FieldSpec {
+  return { key, type, required, description };
+}
