@@ -1,9 +1,11 @@
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type { Authorizer } from "./auth/authorizer.js";
 import type { Config } from "./config.js";
 import { ConnectorService } from "./domain/connector-service.js";
 import type { Logger } from "./logger.js";
 import { builtinRegistry } from "./plugins/builtin.js";
 import type { PluginRegistry } from "./plugins/registry.js";
+import { authInterceptor } from "./rpc/auth-interceptor.js";
 import { requestLogInterceptor } from "./rpc/interceptors.js";
 import { registerCaConnectorService } from "./rpc/routes.js";
 import { SecretBox } from "./secrets/secret-box.js";
@@ -17,6 +19,7 @@ export const maxBodyBytes = 1024 * 1024;
 export interface AppDeps {
   config: Pick<Config, "secretsKeys" | "mscaTimeoutMs">;
   store: ConnectorStore;
+  authorizer: Authorizer;
   logger: Logger;
   registry?: PluginRegistry;
   clock?: () => Date;
@@ -43,10 +46,13 @@ export function createApp(deps: AppDeps): App {
   });
   const connect = connectNodeAdapter({
     routes: (router) => registerCaConnectorService(router, connectors),
-    interceptors: [requestLogInterceptor(deps.logger)],
+    // The log interceptor is outermost so that it sees, and maps, the
+    // errors of authorization as well as those of the handlers.
+    interceptors: [
+      requestLogInterceptor(deps.logger),
+      authInterceptor(deps.authorizer),
+    ],
     readMaxBytes: maxBodyBytes,
-    // TODO(#3): authenticate the admin and check the method's policy action
-    // here; until then every caller may read and write every connector.
   });
   return { handler: connect, connectors };
 }

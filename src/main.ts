@@ -1,4 +1,11 @@
 import { createApp } from "./app.js";
+import { Authorizer } from "./auth/authorizer.js";
+import {
+  noPolicies,
+  type PolicySource,
+  watchPolicyFile,
+} from "./auth/policy-file.js";
+import { TokenVerifier } from "./auth/tokens.js";
 import { ConfigError, loadConfig } from "./config.js";
 import { createLogger } from "./logger.js";
 import { listen } from "./server/http-server.js";
@@ -21,8 +28,22 @@ export async function main(): Promise<void> {
     logger.warn({ path }, "created a development secret; keep it private");
   }
 
+  let verifier: TokenVerifier;
+  let policies: PolicySource;
+  try {
+    verifier = await TokenVerifier.fromConfig(config);
+    policies = config.policyFile
+      ? watchPolicyFile(config.policyFile, logger)
+      : noPolicies();
+  } catch (err) {
+    // A bad key or policy file is a configuration error: refuse to start
+    // rather than run with signers or policies nobody meant.
+    process.stderr.write(`caconnector: ${(err as Error).message}\n`);
+    process.exit(2);
+  }
+  const authorizer = new Authorizer({ verifier, policies, logger });
   const store = await openStore(config.storeUrl, { logger });
-  const app = createApp({ config, store, logger });
+  const app = createApp({ config, store, authorizer, logger });
   const server = await listen(app.handler, {
     host: config.host,
     port: config.port,
@@ -41,6 +62,7 @@ export async function main(): Promise<void> {
     stopping = true;
     logger.info({ signal }, "stopping");
     await server.close();
+    policies.close();
     await store.close();
     logger.info("stopped");
     process.exit(0);

@@ -233,13 +233,19 @@ export class ConnectorService {
         clock(),
       );
     } catch (err) {
-      const exact =
-        err instanceof NameTakenError && (await store.get(input.name));
-      if (exact) {
+      if (!(err instanceof NameTakenError)) {
+        throw err;
+      }
+      if (await store.get(input.name)) {
         // Created by someone else since we read: merge into theirs.
         return undefined;
       }
-      throw err;
+      throw fieldError(Code.AlreadyExists, [
+        {
+          field: "name",
+          description: `a connector with the name "${input.name}" in another case exists; names are unique regardless of case`,
+        },
+      ]);
     }
   }
 

@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { BadRequestSchema } from "../../gen/google/rpc/error_details_pb.js";
 import type { FieldViolation } from "../plugins/plugin.js";
-import { NameTakenError, StoreUnavailableError } from "../store/errors.js";
+import { StoreUnavailableError } from "../store/errors.js";
 
 /**
  * An INVALID_ARGUMENT error whose message names every field at fault and
@@ -36,8 +36,8 @@ export const internalMessage = "internal error";
 
 /**
  * Maps any error thrown below the protocol adapters to the ConnectError a
- * client sees. Errors we raised on purpose pass through; store failures get
- * their code; everything else becomes INTERNAL with a fixed message, so no
+ * client sees. Errors we raised on purpose pass through; store failures become
+ * UNAVAILABLE; everything else becomes INTERNAL with a fixed message, so no
  * driver text, path or stack ever reaches a client. The original stays as
  * `cause` for the log.
  */
@@ -49,15 +49,6 @@ export function toConnectError(err: unknown): ConnectError {
     return new ConnectError(
       "store unavailable",
       Code.Unavailable,
-      undefined,
-      undefined,
-      err,
-    );
-  }
-  if (err instanceof NameTakenError) {
-    return new ConnectError(
-      `name: a connector named like "${err.connectorName}" already exists`,
-      Code.AlreadyExists,
       undefined,
       undefined,
       err,

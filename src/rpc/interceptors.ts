@@ -1,6 +1,7 @@
 import { Code, type Interceptor } from "@connectrpc/connect";
 import { toConnectError } from "../domain/errors.js";
 import type { Logger } from "../logger.js";
+import { adminKey } from "./auth-interceptor.js";
 
 /**
  * Logs one line per RPC and turns every error into the ConnectError the
@@ -15,7 +16,12 @@ export function requestLogInterceptor(logger: Logger): Interceptor {
     try {
       const response = await next(request);
       log.info(
-        { procedure, code: "ok", durationMs: elapsed(started) },
+        {
+          procedure,
+          code: "ok",
+          durationMs: elapsed(started),
+          admin: request.contextValues.get(adminKey)?.username,
+        },
         "request",
       );
       return response;
@@ -25,6 +31,7 @@ export function requestLogInterceptor(logger: Logger): Interceptor {
         procedure,
         code: Code[error.code],
         durationMs: elapsed(started),
+        admin: request.contextValues.get(adminKey)?.username,
       };
       if (error.code === Code.Internal || error.code === Code.Unavailable) {
         log.error({ ...line, err: error.cause ?? err }, "request failed");

@@ -1,0 +1,120 @@
+import { randomBytes } from "node:crypto";
+import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { ConfigError, loadConfig } from "../src/config.js";
+
+let dir = "";
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), "caconnector-config-"));
+});
+
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+function problemsOf(env: NodeJS.ProcessEnv): string[] {
+  try {
+    loadConfig(env, { dataDir: join(dir, "data") });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      return err.problems;
+    }
+    throw err;
+  }
+  return [];
+}
+
+describe("loadConfig", () => {
+  it("applies the documented defaults", () => {
+    const config = loadConfig({}, { dataDir: join(dir, "data") });
+    expect(config).toMatchObject({
+      host: "127.0.0.1",
+      port: 8080,
+      storeUrl: "sqlite:./data/caconnector.db",
+      storeKind: "sqlite",
+      mscaTimeoutMs: 3000,
+      logLevel: "info",
+    });
+  });
+
+  it("creates development secrets once with mode 0600", async () => {
+    const dataDir = join(dir, "data");
+    const first = loadConfig({}, { dataDir });
+    expect(first.created).toEqual([
+      join(dataDir, "jwt-secret"),
+      join(dataDir, "secrets.key"),
+    ]);
+    for (const file of first.created) {
+      expect((await stat(file)).mode & 0o777).toBe(0o600);
+    }
+    const second = loadConfig({}, { dataDir });
+    expect(second.created).toEqual([]);
+    expect(second.jwtSecret).toBe(first.jwtSecret);
+    expect(second.secretsKeys[0]?.key).toEqual(first.secretsKeys[0]?.key);
+    expect(first.jwtSecret).toBe(
+      (await readFile(join(dataDir, "jwt-secret"), "utf8")).trim(),
+    );
+  });
+
+  it("refuses MongoDB without a token secret and a secrets key", () => {
+    expect(problemsOf({ STORE_URL: "mongodb://127.0.0.1:27017/x" })).toEqual([
+      "AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEYS_FILE is required with MongoDB",
+      "SECRETS_KEY or SECRETS_KEY_FILE is required with MongoDB",
+    ]);
+  });
+
+  it("accepts MongoDB with both configured and creates nothing", () => {
+    const config = loadConfig(
+      {
+        STORE_URL: "mongodb://127.0.0.1:27017/x",
+        AUTH_JWT_SECRET: "shared-with-privacyidea",
+        SECRETS_KEY: randomBytes(32).toString("base64"),
+      },
+      { dataDir: join(dir, "data") },
+    );
+    expect(config.storeKind).toBe("mongodb");
+    expect(config.created).toEqual([]);
+  });
+
+  it("reports every problem at once", () => {
+    const problems = problemsOf({
+      PORT: "http",
+      LOG_LEVEL: "loud",
+      MSCA_TIMEOUT_MS: "0",
+      STORE_URL: "postgres://db",
+      TLS_CERT_FILE: "/nonexistent/cert.pem",
+      POLICY_FILE: "/nonexistent/policy.yaml",
+      SECRETS_KEY: "dG9vIHNob3J0",
+    });
+    expect(problems).toHaveLength(7);
+    expect(problems.join("\n")).toMatch(/PORT must be an integer/);
+    expect(problems.join("\n")).toMatch(/LOG_LEVEL must be one of/);
+    expect(problems.join("\n")).toMatch(/MSCA_TIMEOUT_MS must be/);
+    expect(problems.join("\n")).toMatch(/STORE_URL must be/);
+    expect(problems.join("\n")).toMatch(/TLS_CERT_FILE and TLS_KEY_FILE/);
+    expect(problems.join("\n")).toMatch(/POLICY_FILE: cannot read/);
+    expect(problems.join("\n")).toMatch(/SECRETS_KEY: key 1 must be 32 bytes/);
+  });
+
+  it("never repeats a secret value in a problem", () => {
+    const secret = "c2hvcnQtYnV0LXNlY3JldA==";
+    const problems = problemsOf({ SECRETS_KEY: secret });
+    expect(problems.join("\n")).not.toContain(secret);
+  });
+
+  it("reads rotation keys from SECRETS_KEY_FILE", async () => {
+    const file = join(dir, "keys");
+    await writeFile(
+      file,
+      `new:${randomBytes(32).toString("base64")}\nold:${randomBytes(32).toString("base64")}\n`,
+    );
+    const config = loadConfig(
+      { SECRETS_KEY_FILE: file },
+      { dataDir: join(dir, "data") },
+    );
+    expect(config.secretsKeys.map((key) => key.id)).toEqual(["new", "old"]);
+  });
+});

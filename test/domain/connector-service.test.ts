@@ -1,0 +1,304 @@
+import { randomBytes } from "node:crypto";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { BadRequestSchema } from "../../gen/google/rpc/error_details_pb.js";
+import {
+  ConnectorService,
+  type SaveInput,
+} from "../../src/domain/connector-service.js";
+import { silentLogger } from "../../src/logger.js";
+import { builtinRegistry } from "../../src/plugins/builtin.js";
+import { parseSecretKeys, SecretBox } from "../../src/secrets/secret-box.js";
+import { openStore } from "../../src/store/open-store.js";
+import type { ConnectorStore } from "../../src/store/store.js";
+
+const local = { cakey: "/ca/key.pem", cacert: "/ca/cert.pem" };
+const microsoft = { hostname: "worker.example", port: "50061" };
+
+let store: ConnectorStore;
+let service: ConnectorService;
+let now: Date;
+
+beforeEach(async () => {
+  store = await openStore("memory", { logger: silentLogger() });
+  now = new Date("2026-01-01T00:00:00Z");
+  service = new ConnectorService({
+    store,
+    registry: builtinRegistry(),
+    secrets: new SecretBox(
+      parseSecretKeys(randomBytes(32).toString("base64"), "test"),
+    ),
+    logger: silentLogger(),
+    clock: () => now,
+    pluginTimeoutMs: 1000,
+  });
+});
+
+afterEach(async () => {
+  await store.close();
+});
+
+function save(overrides: Partial<SaveInput>) {
+  return service.save({
+    name: "ca1",
+    type: "local",
+    config: local,
+    descriptions: {},
+    ...overrides,
+  });
+}
+
+async function rejection(promise: Promise<unknown>): Promise<ConnectError> {
+  const err = await promise.then(
+    () => undefined,
+    (reason: unknown) => reason,
+  );
+  if (!(err instanceof ConnectError)) {
+    throw new Error(`expected a ConnectError, got ${String(err)}`);
+  }
+  return err;
+}
+
+function violatedFields(err: ConnectError): string[] {
+  return err
+    .findDetails(BadRequestSchema)
+    .flatMap((detail) => detail.fieldViolations.map((v) => v.field));
+}
+
+describe("save", () => {
+  it("creates with revision 1 and updates keeping the id", async () => {
+    expect(await save({})).toEqual({ id: 1, created: true, revision: 1 });
+    await save({ name: "ca2" });
+    expect(await save({ config: { CRL: "/ca/crl.pem" } })).toEqual({
+      id: 1,
+      created: false,
+      revision: 2,
+    });
+  });
+
+  it("merges a partial update into the stored keys", async () => {
+    await save({ config: { ...local, CRL: "/ca/crl.pem" } });
+    await save({ config: { CRL_Validity_Period: "30" } });
+    const view = await service.get("ca1");
+    expect(view.data).toEqual({
+      ...local,
+      CRL: "/ca/crl.pem",
+      CRL_Validity_Period: "30",
+    });
+  });
+
+  it("keeps the create time and moves the update time", async () => {
+    await save({});
+    const created = now;
+    now = new Date("2026-01-02T00:00:00Z");
+    await save({ config: { CRL: "x" } });
+    const view = await service.get("ca1");
+    expect(view.createTime).toEqual(created);
+    expect(view.updateTime).toEqual(now);
+  });
+
+  it("stores descriptions of keys that have a value", async () => {
+    await save({ descriptions: { cakey: "the key" } });
+    await save({ config: {}, descriptions: { cacert: "the cert" } });
+    const view = await service.get("ca1");
+    expect(view.descriptions).toEqual({ cakey: "the key", cacert: "the cert" });
+  });
+
+  it("rejects a description of a key without a value", async () => {
+    const err = await rejection(save({ descriptions: { CRL: "the crl" } }));
+    expect(err.code).toBe(Code.InvalidArgument);
+    expect(violatedFields(err)).toEqual(["descriptions.CRL"]);
+  });
+
+  it("rejects bad names with the field named", async () => {
+    for (const name of ["", "a b", "ca/1", "ä", "x".repeat(256)]) {
+      const err = await rejection(save({ name }));
+      expect(err.code).toBe(Code.InvalidArgument);
+      expect(violatedFields(err)).toEqual(["name"]);
+    }
+    expect((await save({ name: "A-z_0.9" })).created).toBe(true);
+    expect((await save({ name: "n".repeat(255) })).created).toBe(true);
+  });
+
+  it("rejects a missing or unknown type and lists the known ones", async () => {
+    const missing = await rejection(save({ type: "" }));
+    expect(missing.rawMessage).toBe("type: is required");
+    const unknown = await rejection(save({ type: "openssl" }));
+    expect(unknown.code).toBe(Code.InvalidArgument);
+    expect(unknown.rawMessage).toBe(
+      'type: unknown connector type "openssl"; known types: local, microsoft',
+    );
+  });
+
+  it("rejects missing required keys, bad values and unknown keys together", async () => {
+    const err = await rejection(
+      save({ config: { cakey: "/k", CRL_Overlap_Period: "soon", bogus: "1" } }),
+    );
+    expect(err.code).toBe(Code.InvalidArgument);
+    expect(violatedFields(err)).toEqual(["config.bogus"]);
+    const values = await rejection(
+      save({ config: { cakey: "/k", CRL_Overlap_Period: "soon" } }),
+    );
+    expect(violatedFields(values)).toEqual([
+      "config.cacert",
+      "config.CRL_Overlap_Period",
+    ]);
+    expect(await store.list()).toEqual([]);
+  });
+
+  it("refuses to change the type of a stored connector", async () => {
+    await save({});
+    const err = await rejection(save({ type: "microsoft", config: microsoft }));
+    expect(err.code).toBe(Code.FailedPrecondition);
+    expect(violatedFields(err)).toEqual(["type"]);
+    expect((await service.get("ca1")).type).toBe("local");
+  });
+
+  it("refuses a name that differs only in case from a stored one", async () => {
+    await save({ name: "Issuing-CA" });
+    const err = await rejection(save({ name: "issuing-ca" }));
+    expect(err.code).toBe(Code.AlreadyExists);
+    expect(await store.list()).toHaveLength(1);
+  });
+
+  it("honours expected_revision", async () => {
+    const conflict = await rejection(save({ expectedRevision: 3 }));
+    expect(conflict.code).toBe(Code.Aborted);
+    await save({ expectedRevision: 0 });
+    expect((await rejection(save({ expectedRevision: 0 }))).code).toBe(
+      Code.Aborted,
+    );
+    expect((await save({ expectedRevision: 1 })).revision).toBe(2);
+    expect((await rejection(save({ expectedRevision: 1 }))).code).toBe(
+      Code.Aborted,
+    );
+    expect((await rejection(save({ expectedRevision: -1 }))).code).toBe(
+      Code.InvalidArgument,
+    );
+  });
+
+  it("stores nothing when validate_only is set", async () => {
+    expect(await save({ validateOnly: true })).toEqual({
+      id: 0,
+      created: true,
+      revision: 1,
+    });
+    expect(await store.list()).toEqual([]);
+    await save({});
+    expect(await save({ validateOnly: true, config: { CRL: "x" } })).toEqual({
+      id: 1,
+      created: false,
+      revision: 2,
+    });
+    expect((await service.get("ca1")).data.CRL).toBeUndefined();
+  });
+
+  it("loses no key when partial updates race", async () => {
+    await save({});
+    const keys = [
+      "CRL",
+      "CSRDir",
+      "CertificateDir",
+      "WorkingDir",
+      "openssl.cnf",
+    ];
+    await Promise.all(
+      keys.map((key) => save({ config: { [key]: `/${key}` } })),
+    );
+    const view = await service.get("ca1");
+    expect(view.revision).toBe(1 + keys.length);
+    for (const key of keys) {
+      expect(view.data[key]).toBe(`/${key}`);
+    }
+  });
+});
+
+describe("secrets", () => {
+  const password = "Pa55-word";
+
+  async function saveWithPassword(value: string) {
+    return save({
+      type: "microsoft",
+      config: { ...microsoft, ssl_client_key_password: value },
+    });
+  }
+
+  it("stores a secret encrypted and reads it back censored", async () => {
+    await saveWithPassword(password);
+    const stored = await store.get("ca1");
+    const entry = stored?.config.find(
+      (e) => e.key === "ssl_client_key_password",
+    );
+    expect(entry?.value).toMatch(/^enc:v1:/);
+    expect(JSON.stringify(stored)).not.toContain(password);
+    const view = await service.get("ca1");
+    expect(view.data.ssl_client_key_password).toBe("__CENSORED__");
+    expect(JSON.stringify(await service.list({}))).not.toContain(password);
+  });
+
+  it("keeps the stored secret when saved back censored", async () => {
+    await saveWithPassword(password);
+    const before = await store.get("ca1");
+    await saveWithPassword("__CENSORED__");
+    const after = await store.get("ca1");
+    expect(after?.revision).toBe(2);
+    expect(after?.config).toEqual(before?.config);
+  });
+
+  it("clears a secret set to an empty string", async () => {
+    await saveWithPassword(password);
+    await saveWithPassword("");
+    expect((await service.get("ca1")).data.ssl_client_key_password).toBe("");
+  });
+
+  it("does not create a secret from a censored value", async () => {
+    await saveWithPassword("__CENSORED__");
+    expect((await service.get("ca1")).data).toEqual(microsoft);
+  });
+});
+
+describe("reads", () => {
+  it("lists by id with name and type filters", async () => {
+    await save({ name: "b" });
+    await save({ name: "a", type: "microsoft", config: microsoft });
+    await save({ name: "c" });
+    const names = async (filter: { name?: string; type?: string }) =>
+      (await service.list(filter)).map((view) => view.name);
+    expect(await names({})).toEqual(["b", "a", "c"]);
+    expect(await names({ type: "local" })).toEqual(["b", "c"]);
+    expect(await names({ name: "a" })).toEqual(["a"]);
+    expect(await names({ name: "A" })).toEqual([]);
+    expect(await names({ name: "zzz" })).toEqual([]);
+  });
+
+  it("answers NOT_FOUND for an unknown name on get and delete", async () => {
+    expect((await rejection(service.get("nope"))).code).toBe(Code.NotFound);
+    expect((await rejection(service.delete("nope"))).code).toBe(Code.NotFound);
+  });
+
+  it("deletes and returns the id", async () => {
+    await save({});
+    await save({ name: "ca2" });
+    expect(await service.delete("ca2")).toBe(2);
+    expect((await service.list({})).map((view) => view.id)).toEqual([1]);
+  });
+
+  it("describes every type with its secret fields flagged", () => {
+    const types = service.types();
+    expect(types.map((type) => type.name)).toEqual(["local", "microsoft"]);
+    const secrets = types.flatMap((type) =>
+      type.fields.filter((field) => field.secret).map((field) => field.key),
+    );
+    expect(secrets).toEqual(["ssl_client_key_password"]);
+  });
+
+  it("checks the configuration given for specific options", async () => {
+    const err = await rejection(
+      service.specificOptions("microsoft", { port: "many" }),
+    );
+    expect(violatedFields(err)).toEqual(["config.port"]);
+    expect(await service.specificOptions("local", {})).toEqual({
+      templates: [],
+    });
+  });
+});
