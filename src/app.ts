@@ -1,3 +1,4 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Authorizer } from "./auth/authorizer.js";
 import type { Config } from "./config.js";
@@ -5,6 +6,7 @@ import { ConnectorService } from "./domain/connector-service.js";
 import type { Logger } from "./logger.js";
 import { builtinRegistry } from "./plugins/builtin.js";
 import type { PluginRegistry } from "./plugins/registry.js";
+import { createRestGateway, isRestPath } from "./rest/gateway.js";
 import { authInterceptor } from "./rpc/auth-interceptor.js";
 import { requestLogInterceptor } from "./rpc/interceptors.js";
 import { registerCaConnectorService } from "./rpc/routes.js";
@@ -32,8 +34,10 @@ export interface App {
 }
 
 /**
- * Wires the domain service, the plugins and the protocol adapters into one
- * request handler. It opens nothing itself, so tests can hand it any store.
+ * Wires the domain service, the plugins and the protocol adapters (Connect
+ * for gRPC, gRPC-Web and Connect; the privacyIDEA REST gateway under
+ * `/caconnector`) into one request handler. It opens nothing itself, so
+ * tests can hand it any store.
  */
 export function createApp(deps: AppDeps): App {
   const connectors = new ConnectorService({
@@ -54,5 +58,18 @@ export function createApp(deps: AppDeps): App {
     ],
     readMaxBytes: maxBodyBytes,
   });
-  return { handler: connect, connectors };
+  const rest = createRestGateway({
+    connectors,
+    authorizer: deps.authorizer,
+    logger: deps.logger,
+    maxBodyBytes,
+  });
+  const handler: NodeHandler = (request, response) => {
+    if (isRestPath(request.url ?? "")) {
+      void rest(request, response);
+    } else {
+      connect(request as IncomingMessage, response as ServerResponse);
+    }
+  };
+  return { handler, connectors };
 }

@@ -1,6 +1,6 @@
 import { parseArgs } from "node:util";
-import { ConfigError, loadConfig } from "../config.js";
 import { mintAdminToken } from "../auth/mint.js";
+import { ConfigError, loadConfig } from "../config.js";
 
 const usage = `usage: npm run token -- --user NAME [--realm REALM] [--role admin|user] [--hours N]
 

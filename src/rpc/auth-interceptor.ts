@@ -1,8 +1,6 @@
-import { type DescMethod, getOption } from "@bufbuild/protobuf";
-import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
 import { Code, createContextKey, type Interceptor } from "@connectrpc/connect";
-import { policy_action } from "../../gen/caconnector/v1/caconnector_pb.js";
-import type { Attempt, Authorizer } from "../auth/authorizer.js";
+import { attemptOf } from "../auth/attempt.js";
+import type { Authorizer } from "../auth/authorizer.js";
 import { AuthError } from "../auth/errors.js";
 import type { Admin } from "../auth/tokens.js";
 import { toConnectError } from "../domain/errors.js";
@@ -41,19 +39,5 @@ export function authInterceptor(authorizer: Authorizer): Interceptor {
       authorizer.recordWrite(admin, attempt, Code[toConnectError(err).code]);
       throw err;
     }
-  };
-}
-
-/** What an RPC attempts, read from its descriptor and request. */
-export function attemptOf(method: DescMethod, message: unknown): Attempt {
-  const name =
-    typeof message === "object" && message !== null && "name" in message
-      ? message.name
-      : undefined;
-  return {
-    action: getOption(method, policy_action),
-    connector: typeof name === "string" && name !== "" ? name : undefined,
-    write:
-      method.idempotency !== MethodOptions_IdempotencyLevel.NO_SIDE_EFFECTS,
   };
 }

@@ -83,3 +83,12 @@ export interface ConnectorStore {
   /** Releases connections and file handles. */
   close(): Promise<void>;
 }
+
+/**
+ * The case-folded form of a name that both adapters index as unique, so
+ * names collide the same way on every database. Names are ASCII by rule,
+ * so plain lower-casing is the whole fold.
+ */
+export function nameKey(name: string): string {
+  return name.toLowerCase();
+}

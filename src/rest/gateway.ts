@@ -1,0 +1,322 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+import type { DescMethod } from "@bufbuild/protobuf";
+import { CaConnectorService } from "../../gen/caconnector/v1/caconnector_pb.js";
+import { attemptOf } from "../auth/attempt.js";
+import type { Authorizer, HeaderReader } from "../auth/authorizer.js";
+import type { Admin } from "../auth/tokens.js";
+import type {
+  ConnectorService,
+  ConnectorView,
+  SaveInput,
+} from "../domain/connector-service.js";
+import type { Logger } from "../logger.js";
+import { booleanSpellings, isTrue } from "../plugins/plugin.js";
+import { errorBody, successBody } from "./envelope.js";
+import { type RestOperation, toRestError } from "./errors.js";
+import { parseParams, RestInputError, readBody } from "./params.js";
+
+type Request = IncomingMessage | Http2ServerRequest;
+type Response = ServerResponse | Http2ServerResponse;
+
+const rpc = CaConnectorService.method;
+
+/** Parameters with a meaning of their own, never stored as config keys. */
+const controlParams = new Set([
+  "type",
+  "caconnector",
+  "expected_revision",
+  "validate_only",
+]);
+
+/** What the gateway is built from. */
+export interface RestGatewayDeps {
+  connectors: ConnectorService;
+  authorizer: Authorizer;
+  logger: Logger;
+  maxBodyBytes: number;
+}
+
+interface Route {
+  operation: RestOperation;
+  /** The RPC the route stands for: its policy action applies. */
+  method: DescMethod;
+  /** Label for the request log, without the caller's values. */
+  label: string;
+  name?: string;
+  catype?: string;
+}
+
+/** Whether a request path belongs to the REST gateway. */
+export function isRestPath(url: string): boolean {
+  return (
+    url === "/caconnector" ||
+    url.startsWith("/caconnector/") ||
+    url.startsWith("/caconnector?")
+  );
+}
+
+/**
+ * The privacyIDEA-compatible `/caconnector` endpoints: the same operations
+ * as the RPCs, through the same authorizer and domain service, with
+ * privacyIDEA's parameters, JSON envelope and error numbers.
+ */
+export function createRestGateway(deps: RestGatewayDeps) {
+  const log = deps.logger.child({ component: "rest" });
+
+  return async (request: Request, response: Response): Promise<void> => {
+    const started = performance.now();
+    const url = new URL(request.url ?? "/", "http://localhost");
+    let route: Route | undefined;
+    let admin: Admin | undefined;
+    let status = 200;
+    try {
+      route = resolveRoute(request.method ?? "GET", url.pathname);
+      const attempt = attemptOf(route.method, { name: route.name });
+      admin = await deps.authorizer.authorize(headerReader(request), attempt);
+      const value = await perform(deps, route, request, url, admin);
+      send(response, 200, successBody(value));
+    } catch (err) {
+      const error = toRestError(err, route?.operation ?? "list");
+      status = error.status;
+      if (status >= 500 && status !== 503) {
+        log.error({ err, route: route?.label }, "request failed");
+      }
+      send(response, status, errorBody(error));
+    }
+    log.info(
+      {
+        route: route?.label ?? `${request.method} ${url.pathname}`,
+        status,
+        durationMs: Math.round((performance.now() - started) * 1000) / 1000,
+        admin: admin?.username,
+      },
+      "request",
+    );
+  };
+}
+
+async function perform(
+  deps: RestGatewayDeps,
+  route: Route,
+  request: Request,
+  url: URL,
+  admin: Admin,
+): Promise<unknown> {
+  const { connectors } = deps;
+  switch (route.operation) {
+    case "list": {
+      const filter = route.name ? { name: route.name } : {};
+      return (await connectors.list(filter)).map(listEntry);
+    }
+    case "specific": {
+      const config = Object.fromEntries(
+        [...url.searchParams].filter(([key]) => !controlParams.has(key)),
+      );
+      return connectors.specificOptions(route.catype ?? "", config);
+    }
+    case "save": {
+      const body = await readBody(request, deps.maxBodyBytes);
+      const params = parseParams(
+        url.searchParams,
+        request.headers["content-type"],
+        body,
+      );
+      const input = saveInput(route.name ?? "", params, connectors);
+      return audited(deps, admin, route, async () => {
+        return (await connectors.save(input)).id;
+      });
+    }
+    case "delete":
+      return audited(deps, admin, route, () =>
+        connectors.delete(route.name ?? ""),
+      );
+  }
+}
+
+/** Runs a write and leaves its audit line, whatever the outcome. */
+async function audited<T>(
+  deps: RestGatewayDeps,
+  admin: Admin,
+  route: Route,
+  write: () => Promise<T>,
+): Promise<T> {
+  const attempt = attemptOf(route.method, { name: route.name });
+  try {
+    const result = await write();
+    deps.authorizer.recordWrite(admin, attempt, "ok");
+    return result;
+  } catch (err) {
+    deps.authorizer.recordWrite(admin, attempt, "failed");
+    throw err;
+  }
+}
+
+/** Splits privacyIDEA's flat parameters into a save request. */
+function saveInput(
+  name: string,
+  params: Map<string, string>,
+  connectors: ConnectorService,
+): SaveInput {
+  const type = params.get("type") ?? "";
+  if (type === "") {
+    throw new RestInputError("Missing parameter: type");
+  }
+  const fieldTypes = new Map(
+    connectors
+      .types()
+      .find((candidate) => candidate.name === type)
+      ?.fields.map((field) => [field.key, field.type]) ?? [],
+  );
+  const config: Record<string, string> = {};
+  const descriptions: Record<string, string> = {};
+  for (const [key, value] of params) {
+    if (controlParams.has(key)) {
+      continue;
+    }
+    if (key.startsWith("desc.")) {
+      descriptions[key.slice(5)] = value;
+    } else if (key.startsWith("type.")) {
+      checkDeclaredType(key, value, fieldTypes);
+    } else {
+      config[key] = value;
+    }
+  }
+  return {
+    name,
+    type,
+    config,
+    descriptions,
+    expectedRevision: revisionParam(params.get("expected_revision")),
+    validateOnly: flagParam(params.get("validate_only")),
+  };
+}
+
+/**
+ * privacyIDEA clients may send `type.<key>` with each value; it is accepted
+ * when it agrees with the type the connector type declares for the key.
+ */
+function checkDeclaredType(
+  param: string,
+  value: string,
+  fieldTypes: Map<string, string>,
+): void {
+  const declared = fieldTypes.get(param.slice(5));
+  if (fieldTypes.size > 0 && declared !== value) {
+    throw new RestInputError(
+      declared
+        ? `${param}: the type of this key is "${declared}", not "${value}"`
+        : `${param}: unknown key`,
+    );
+  }
+}
+
+function revisionParam(value: string | undefined): number | undefined {
+  if (value === undefined) {
+    return undefined;
+  }
+  if (!/^\d{1,15}$/.test(value)) {
+    throw new RestInputError("expected_revision must be a whole number");
+  }
+  return Number(value);
+}
+
+function flagParam(value: string | undefined): boolean {
+  if (value !== undefined && !booleanSpellings.has(value)) {
+    throw new RestInputError("validate_only must be a boolean");
+  }
+  return isTrue(value);
+}
+
+function resolveRoute(method: string, pathname: string): Route {
+  const rest = pathname.replace(/^\/caconnector\/?/, "");
+  const segments = rest === "" ? [] : rest.split("/").map(decodeSegment);
+  if (segments.length === 0) {
+    requireMethod(method, ["GET"]);
+    return {
+      operation: "list",
+      method: rpc.listCaConnectors,
+      label: "GET /caconnector/",
+    };
+  }
+  if (segments[0] === "specific" && segments.length === 2) {
+    requireMethod(method, ["GET"]);
+    return {
+      operation: "specific",
+      method: rpc.getSpecificOptions,
+      label: "GET /caconnector/specific/{catype}",
+      catype: segments[1] ?? "",
+    };
+  }
+  if (segments.length !== 1) {
+    throw new RestInputError("no such resource", 404);
+  }
+  const name = segments[0] ?? "";
+  requireMethod(method, ["GET", "POST", "DELETE"]);
+  if (method === "GET") {
+    return {
+      operation: "list",
+      method: rpc.listCaConnectors,
+      label: "GET /caconnector/{name}",
+      name,
+    };
+  }
+  if (method === "POST") {
+    return {
+      operation: "save",
+      method: rpc.saveCaConnector,
+      label: "POST /caconnector/{name}",
+      name,
+    };
+  }
+  return {
+    operation: "delete",
+    method: rpc.deleteCaConnector,
+    label: "DELETE /caconnector/{name}",
+    name,
+  };
+}
+
+function requireMethod(method: string, allowed: string[]): void {
+  if (!allowed.includes(method)) {
+    throw new RestInputError(`method ${method} is not allowed here`, 405);
+  }
+}
+
+function decodeSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new RestInputError("the path is not valid percent-encoding");
+  }
+}
+
+/** A list entry in the shape privacyIDEA returns, plus id and revision. */
+function listEntry(view: ConnectorView) {
+  return {
+    connectorname: view.name,
+    type: view.type,
+    data: view.data,
+    templates: view.templates,
+    id: view.id,
+    revision: view.revision,
+  };
+}
+
+function headerReader(request: Request): HeaderReader {
+  return {
+    get(name) {
+      const value = request.headers[name];
+      return Array.isArray(value) ? value[0] : value;
+    },
+  };
+}
+
+function send(response: Response, status: number, body: string): void {
+  const headers = {
+    "content-type": "application/json",
+    "content-length": Buffer.byteLength(body),
+  };
+  (response as ServerResponse).writeHead(status, headers);
+  response.end(body);
+}

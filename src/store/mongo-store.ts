@@ -1,0 +1,357 @@
+import {
+  type Collection,
+  type Filter,
+  MongoClient,
+  MongoClientClosedError,
+  MongoError,
+  MongoErrorLabel,
+  MongoNetworkError,
+  MongoNotConnectedError,
+  MongoOperationTimeoutError,
+  MongoServerClosedError,
+  MongoServerError,
+  MongoServerSelectionError,
+  MongoTopologyClosedError,
+} from "mongodb";
+import type { Logger } from "../logger.js";
+import { NameTakenError, StoreUnavailableError } from "./errors.js";
+import type {
+  ConfigEntry,
+  ConnectorFilter,
+  ConnectorStore,
+  NewConnector,
+  StoredConnector,
+} from "./store.js";
+import { nameKey } from "./store.js";
+
+/** The database used when the connection string names none. */
+export const defaultMongoDatabase = "caconnector";
+
+const connectorsName = "caconnectors";
+const countersName = "counters";
+const idCounter = "caconnectors";
+const duplicateKeyCode = 11000;
+
+// On MongoDB the first id drawn always fits; the bound only matters on
+// servers whose $inc is not atomic (see createConnector).
+const maxIdAttempts = 100;
+
+// Labels the driver or server puts on errors that say "try again later"
+// rather than "this operation is wrong".
+const unavailableLabels: string[] = [
+  MongoErrorLabel.RetryableWriteError,
+  MongoErrorLabel.RetryableError,
+  MongoErrorLabel.ResetPool,
+  MongoErrorLabel.PoolRequestedRetry,
+  MongoErrorLabel.SystemOverloadedError,
+];
+
+/** Settings of the Mongo adapter; the defaults suit production. */
+export interface MongoStoreOptions {
+  /** How long an operation waits for a reachable server; 5000 by default. */
+  serverSelectionTimeoutMS?: number;
+  /** How long opening one TCP connection may take; 5000 by default. */
+  connectTimeoutMS?: number;
+}
+
+interface ConnectorDocument {
+  _id: number;
+  name: string;
+  /** The lowercased name, under a unique index. */
+  nameKey: string;
+  type: string;
+  // NOTE: an array of entries, never an object keyed by entry key, because
+  // keys such as "openssl.cnf" or "$x" are not valid field names.
+  config: ConfigEntry[];
+  revision: number;
+  createTime: Date;
+  updateTime: Date;
+}
+
+/** The counter that hands out connector ids; ids are never reused. */
+interface CounterDocument {
+  _id: string;
+  seq: number;
+}
+
+/**
+ * Opens a connector store on the MongoDB (or FerretDB) database named by the
+ * path of `url`, or `caconnector` when it names none. Resolves once the
+ * server has answered and the indexes exist; throws `StoreUnavailableError`
+ * when the server cannot be reached in time.
+ *
+ * Every write is one atomic single-document operation, so no transactions
+ * (and no replica set) are needed.
+ */
+export async function openMongoStore(
+  url: string,
+  deps: { logger: Logger },
+  options: MongoStoreOptions = {},
+): Promise<ConnectorStore> {
+  const log = deps.logger.child({ store: "mongodb" });
+  const client = createClient(url, options);
+  const db = client.db(mongoDatabaseName(url));
+  const connectors = db.collection<ConnectorDocument>(connectorsName);
+  const counters = db.collection<CounterDocument>(countersName);
+
+  try {
+    await client.connect();
+    await createIndexes(connectors);
+  } catch (err) {
+    await client.close().catch(() => undefined);
+    throw translateError(err);
+  }
+  log.info({ database: db.databaseName }, "mongodb store opened");
+
+  let closed = false;
+  async function guarded<T>(run: () => Promise<T>) {
+    // NOTE: the driver reconnects on demand after close(), so the store
+    // keeps its own flag to make close final.
+    if (closed) {
+      throw new StoreUnavailableError("mongodb store is closed");
+    }
+    try {
+      return await run();
+    } catch (err) {
+      throw translateError(err);
+    }
+  }
+
+  return {
+    list(filter: ConnectorFilter = {}) {
+      return guarded(async () => {
+        const query: Filter<ConnectorDocument> = {};
+        if (filter.name !== undefined) {
+          query.nameKey = nameKey(filter.name);
+          query.name = filter.name;
+        }
+        if (filter.type !== undefined) query.type = filter.type;
+        const docs = await connectors.find(query).sort({ _id: 1 }).toArray();
+        return docs.map(fromDocument);
+      });
+    },
+
+    get(name: string) {
+      return guarded(async () => {
+        const doc = await connectors.findOne({ nameKey: nameKey(name), name });
+        return doc ? fromDocument(doc) : undefined;
+      });
+    },
+
+    create(input: NewConnector, now: Date) {
+      return guarded(() => createConnector(connectors, counters, input, now));
+    },
+
+    update(name: string, revision: number, config: ConfigEntry[], now: Date) {
+      return guarded(async () => {
+        const doc = await connectors.findOneAndUpdate(
+          { nameKey: nameKey(name), name, revision },
+          {
+            $set: { config: config.map(toEntry), updateTime: now },
+            $inc: { revision: 1 },
+          },
+          { returnDocument: "after" },
+        );
+        return doc ? fromDocument(doc) : undefined;
+      });
+    },
+
+    delete(name: string) {
+      return guarded(async () => {
+        const doc = await connectors.findOneAndDelete({
+          nameKey: nameKey(name),
+          name,
+        });
+        return doc ? fromDocument(doc) : undefined;
+      });
+    },
+
+    ping() {
+      return guarded(async () => {
+        await db.command({ ping: 1 });
+      });
+    },
+
+    async close() {
+      if (!closed) {
+        closed = true;
+        await client.close();
+        log.info("mongodb store closed");
+      }
+    },
+  };
+}
+
+/**
+ * The database named by the path of a `mongodb://` or `mongodb+srv://`
+ * connection string, or `caconnector` when the path is empty.
+ */
+export function mongoDatabaseName(url: string): string {
+  const afterScheme = url.slice(url.indexOf("://") + 3);
+  const beforeQuery = afterScheme.split("?", 1)[0] ?? "";
+  // Credentials end at the last "@"; hosts end at the first "/" after it.
+  const hostsAndPath = beforeQuery.slice(beforeQuery.lastIndexOf("@") + 1);
+  const slash = hostsAndPath.indexOf("/");
+  const path = slash === -1 ? "" : hostsAndPath.slice(slash + 1);
+  return path === "" ? defaultMongoDatabase : decodeURIComponent(path);
+}
+
+function createClient(url: string, options: MongoStoreOptions): MongoClient {
+  try {
+    return new MongoClient(url, {
+      serverSelectionTimeoutMS: options.serverSelectionTimeoutMS ?? 5000,
+      connectTimeoutMS: options.connectTimeoutMS ?? 5000,
+      appName: "caconnector",
+    });
+  } catch (err) {
+    // The parser's messages and causes may quote the URL, and with it a
+    // password, so only the error's class is passed on.
+    const kind = err instanceof Error ? err.name : "unknown error";
+    throw new Error(`STORE_URL is not a valid mongodb URL (${kind})`);
+  }
+}
+
+async function createIndexes(
+  connectors: Collection<ConnectorDocument>,
+): Promise<void> {
+  await connectors.createIndex(
+    { nameKey: 1 },
+    { unique: true, name: "nameKey_unique" },
+  );
+  await connectors.createIndex({ type: 1 }, { name: "type" });
+}
+
+/**
+ * Inserts a new connector under the next id of the counter document.
+ *
+ * NOTE: FerretDB 1.x runs $inc and findAndModify as an unlocked read and
+ * write, so two racing creates can draw the same id there. The insert on the
+ * unique _id then fails for one of them, which draws again; on MongoDB the
+ * first draw always fits.
+ */
+async function createConnector(
+  connectors: Collection<ConnectorDocument>,
+  counters: Collection<CounterDocument>,
+  input: NewConnector,
+  now: Date,
+): Promise<StoredConnector> {
+  for (let attempt = 1; attempt <= maxIdAttempts; attempt++) {
+    const doc: ConnectorDocument = {
+      _id: await nextId(counters),
+      name: input.name,
+      nameKey: nameKey(input.name),
+      type: input.type,
+      config: input.config.map(toEntry),
+      revision: 1,
+      createTime: now,
+      updateTime: now,
+    };
+    try {
+      await connectors.insertOne(doc);
+      return fromDocument(doc);
+    } catch (err) {
+      if (!isDuplicateKey(err)) {
+        throw err;
+      }
+      if (await collidesOnName(connectors, doc, err)) {
+        throw new NameTakenError(input.name, { cause: err });
+      }
+    }
+  }
+  throw new Error(`no free connector id after ${maxIdAttempts} attempts`);
+}
+
+async function nextId(counters: Collection<CounterDocument>): Promise<number> {
+  for (;;) {
+    try {
+      const counter = await counters.findOneAndUpdate(
+        { _id: idCounter },
+        { $inc: { seq: 1 } },
+        { upsert: true, returnDocument: "after" },
+      );
+      if (!counter) {
+        throw new Error("the id counter is missing after an upsert");
+      }
+      return counter.seq;
+    } catch (err) {
+      // Two first-ever creates may both upsert the counter; one loses on
+      // the unique _id and simply draws again.
+      if (!isDuplicateKey(err)) {
+        throw err;
+      }
+    }
+  }
+}
+
+// MongoDB names the violated index in keyPattern; FerretDB reports neither
+// index nor key, so the name is looked up instead.
+async function collidesOnName(
+  connectors: Collection<ConnectorDocument>,
+  doc: ConnectorDocument,
+  err: MongoServerError,
+): Promise<boolean> {
+  const pattern: unknown = err.keyPattern;
+  if (typeof pattern === "object" && pattern !== null) {
+    return "nameKey" in pattern;
+  }
+  const holder = await connectors.findOne(
+    { nameKey: doc.nameKey },
+    { projection: { _id: 1 } },
+  );
+  return holder !== null;
+}
+
+// Copies only the known fields, so nothing else a caller or an older
+// document carries is written or returned.
+function toEntry(entry: ConfigEntry): ConfigEntry {
+  return {
+    key: entry.key,
+    type: entry.type,
+    value: entry.value,
+    description: entry.description,
+  };
+}
+
+function fromDocument(doc: ConnectorDocument): StoredConnector {
+  return {
+    id: doc._id,
+    name: doc.name,
+    type: doc.type,
+    config: doc.config.map(toEntry),
+    revision: doc.revision,
+    createTime: new Date(doc.createTime.getTime()),
+    updateTime: new Date(doc.updateTime.getTime()),
+  };
+}
+
+function isDuplicateKey(err: unknown): err is MongoServerError {
+  return err instanceof MongoServerError && err.code === duplicateKeyCode;
+}
+
+function isUnavailable(err: unknown): boolean {
+  if (
+    err instanceof MongoNetworkError ||
+    err instanceof MongoServerSelectionError ||
+    err instanceof MongoTopologyClosedError ||
+    err instanceof MongoClientClosedError ||
+    err instanceof MongoServerClosedError ||
+    err instanceof MongoNotConnectedError ||
+    err instanceof MongoOperationTimeoutError
+  ) {
+    return true;
+  }
+  return (
+    err instanceof MongoError &&
+    unavailableLabels.some((label) => err.hasErrorLabel(label))
+  );
+}
+
+function translateError(err: unknown): unknown {
+  if (isUnavailable(err)) {
+    const kind = err instanceof Error ? err.name : "unknown error";
+    return new StoreUnavailableError(`mongodb is unavailable (${kind})`, {
+      cause: err,
+    });
+  }
+  return err;
+}
