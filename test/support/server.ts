@@ -1,0 +1,149 @@
+import { randomBytes } from "node:crypto";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { SignJWT } from "jose";
+import { createApp } from "../../src/app.js";
+import { Authorizer } from "../../src/auth/authorizer.js";
+import { watchPolicyFile } from "../../src/auth/policy-file.js";
+import { TokenVerifier } from "../../src/auth/tokens.js";
+import type { ConnectorService } from "../../src/domain/connector-service.js";
+import { type Logger, silentLogger } from "../../src/logger.js";
+import { parseSecretKeys } from "../../src/secrets/secret-box.js";
+import { listen } from "../../src/server/http-server.js";
+import { openStore } from "../../src/store/open-store.js";
+import type { ConnectorStore } from "../../src/store/store.js";
+
+/** A real server on a loopback port, with everything a test needs. */
+export interface TestServer {
+  /** e.g. "http://127.0.0.1:40123" */
+  url: string;
+  port: number;
+  /** The HS256 secret the server trusts. */
+  secret: string;
+  /** A token for the given claims (admin "admin" in realm "" by default). */
+  token(claims?: TokenOptions): Promise<string>;
+  /**
+   * Replaces the policy file with a valid, different one and waits until
+   * the server has loaded it.
+   */
+  setPolicies(yaml: string): Promise<void>;
+  /** Every store method called, in order, since the last `resetCalls`. */
+  storeCalls: string[];
+  connectors: ConnectorService;
+  store: ConnectorStore;
+  close(): Promise<void>;
+}
+
+/** Claims of a test token; absent ones take the defaults. */
+export interface TokenOptions {
+  username?: string;
+  realm?: string;
+  role?: string;
+  /** Seconds from now; negative for an expired token. */
+  expiresIn?: number;
+  /** Sign with this secret instead of the server's. */
+  secret?: string;
+}
+
+/** What a test server is started with. */
+export interface TestServerOptions {
+  /** Policy file contents; "[]" (no policies) by default. */
+  policies?: string;
+  /** A store URL; a fresh in-memory SQLite database by default. */
+  storeUrl?: string;
+  logger?: Logger;
+}
+
+/**
+ * Starts the whole application (auth, policies from a file that is watched,
+ * domain, Connect and REST) on 127.0.0.1 port 0. The store is wrapped so a
+ * test can see which store methods a request reached.
+ */
+export async function startTestServer(
+  options: TestServerOptions = {},
+): Promise<TestServer> {
+  const logger = options.logger ?? silentLogger();
+  const dir = await mkdtemp(join(tmpdir(), "caconnector-server-"));
+  const policyFile = join(dir, "policy.yaml");
+  await writeFile(policyFile, options.policies ?? "[]\n");
+  const policies = watchPolicyFile(policyFile, logger, 20);
+
+  const secret = randomBytes(24).toString("base64url");
+  const authorizer = new Authorizer({
+    verifier: new TokenVerifier(secret),
+    policies,
+    logger,
+  });
+  const storeCalls: string[] = [];
+  const realStore = await openStore(options.storeUrl ?? "memory", { logger });
+  const store = recording(realStore, storeCalls);
+  const app = createApp({
+    config: {
+      secretsKeys: parseSecretKeys(randomBytes(32).toString("base64"), "test"),
+      mscaTimeoutMs: 1000,
+    },
+    store,
+    authorizer,
+    logger,
+  });
+  const server = await listen(app.handler, { host: "127.0.0.1", port: 0 });
+
+  return {
+    url: server.url,
+    port: server.port,
+    secret,
+    storeCalls,
+    connectors: app.connectors,
+    store: realStore,
+    token: (claims = {}) => signToken(claims.secret ?? secret, claims),
+    async setPolicies(yaml) {
+      const before = policies.current();
+      await writeFile(policyFile, yaml);
+      const deadline = Date.now() + 5000;
+      while (policies.current() === before) {
+        if (Date.now() > deadline) {
+          throw new Error("the server did not load the new policy file");
+        }
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    },
+    async close() {
+      await server.close(0);
+      policies.close();
+      await realStore.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Signs a token the way privacyIDEA's `/auth` does. */
+export function signToken(secret: string, claims: TokenOptions = {}) {
+  return new SignJWT({
+    username: claims.username ?? "admin",
+    realm: claims.realm ?? "",
+    role: claims.role ?? "admin",
+    nonce: randomBytes(8).toString("hex"),
+    authtype: "password",
+  })
+    .setProtectedHeader({ alg: "HS256", typ: "JWT" })
+    .setExpirationTime(
+      Math.floor(Date.now() / 1000) + (claims.expiresIn ?? 600),
+    )
+    .sign(new TextEncoder().encode(secret));
+}
+
+function recording(store: ConnectorStore, calls: string[]): ConnectorStore {
+  return new Proxy(store, {
+    get(target, property, receiver) {
+      const value: unknown = Reflect.get(target, property, receiver);
+      if (typeof value !== "function") {
+        return value;
+      }
+      return (...args: unknown[]) => {
+        calls.push(String(property));
+        return (value as (...a: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  });
+}
