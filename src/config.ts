@@ -65,9 +65,24 @@ export function loadConfig(
   env: NodeJS.ProcessEnv,
   options: LoadOptions = {},
 ): Config {
-  const problems: string[] = [];
-  const created: string[] = [];
   const dataDir = options.dataDir ?? resolve("data");
+  // A dry pass first: a configuration that is wrong elsewhere must not leave
+  // new secret files behind.
+  readConfig(env, { dataDir, create: false, created: [] });
+  return readConfig(env, { dataDir, create: true, created: [] });
+}
+
+/** Where development secrets live and whether this pass may write them. */
+interface DevFiles {
+  dataDir: string;
+  create: boolean;
+  /** Paths this pass created. */
+  created: string[];
+}
+
+function readConfig(env: NodeJS.ProcessEnv, dev: DevFiles): Config {
+  const problems: string[] = [];
+  const { created } = dev;
   const read = (name: string, fallback: string) => {
     const value = env[name];
     return value === undefined || value === "" ? fallback : value;
@@ -113,7 +128,7 @@ export function loadConfig(
   }
   if (!jwtSecret && !keysFile) {
     const generated = embedded
-      ? devSecret(dataDir, "jwt-secret", created, problems)
+      ? devSecret(dev, "jwt-secret", problems)
       : undefined;
     if (generated) {
       config.jwtSecret = generated;
@@ -129,7 +144,7 @@ export function loadConfig(
     checkReadable(env.POLICY_FILE, "POLICY_FILE", problems);
   }
 
-  config.secretsKeys = secretsKeys(env, embedded, dataDir, created, problems);
+  config.secretsKeys = secretsKeys(env, embedded, dev, problems);
 
   const certFile = env.TLS_CERT_FILE;
   const keyFile = env.TLS_KEY_FILE;
@@ -152,8 +167,7 @@ export function loadConfig(
 function secretsKeys(
   env: NodeJS.ProcessEnv,
   embedded: boolean,
-  dataDir: string,
-  created: string[],
+  dev: DevFiles,
   problems: string[],
 ): SecretKey[] {
   try {
@@ -178,9 +192,9 @@ function secretsKeys(
       problems.push("SECRETS_KEY or SECRETS_KEY_FILE is required with MongoDB");
       return [];
     }
-    const generated = devSecret(dataDir, "secrets.key", created, problems);
+    const generated = devSecret(dev, "secrets.key", problems);
     return generated
-      ? parseSecretKeys(generated, join(dataDir, "secrets.key"))
+      ? parseSecretKeys(generated, join(dev.dataDir, "secrets.key"))
       : [];
   } catch (err) {
     problems.push((err as Error).message);
@@ -190,24 +204,27 @@ function secretsKeys(
 
 /**
  * Reads a development secret from the data directory, creating it with 32
- * random bytes (base64) on first use.
+ * random bytes (base64) on first use. A dry pass returns a throwaway value
+ * in place of a missing file.
  */
 function devSecret(
-  dataDir: string,
+  dev: DevFiles,
   file: string,
-  created: string[],
   problems: string[],
 ): string | undefined {
-  const path = join(dataDir, file);
+  const path = join(dev.dataDir, file);
   try {
+    if (!existsSync(path) && !dev.create) {
+      return randomBytes(32).toString("base64");
+    }
     if (!existsSync(path)) {
-      mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+      mkdirSync(dev.dataDir, { recursive: true, mode: 0o700 });
       writeFileSync(path, `${randomBytes(32).toString("base64")}\n`, {
         mode: 0o600,
         flag: "wx",
       });
       chmodSync(path, 0o600);
-      created.push(path);
+      dev.created.push(path);
     }
     return readFileSync(path, "utf8").trim();
   } catch (err) {

@@ -99,6 +99,11 @@ describe("loadConfig", () => {
     expect(problems.join("\n")).toMatch(/SECRETS_KEY: key 1 must be 32 bytes/);
   });
 
+  it("creates no secret file when the configuration is rejected", async () => {
+    expect(problemsOf({ PORT: "abc" })).toHaveLength(1);
+    await expect(stat(join(dir, "data"))).rejects.toThrow("ENOENT");
+  });
+
   it("never repeats a secret value in a problem", () => {
     const secret = "c2hvcnQtYnV0LXNlY3JldA==";
     const problems = problemsOf({ SECRETS_KEY: secret });

@@ -9,7 +9,10 @@ import { watchPolicyFile } from "../../src/auth/policy-file.js";
 import { TokenVerifier } from "../../src/auth/tokens.js";
 import type { ConnectorService } from "../../src/domain/connector-service.js";
 import { type Logger, silentLogger } from "../../src/logger.js";
-import { parseSecretKeys } from "../../src/secrets/secret-box.js";
+import {
+  parseSecretKeys,
+  type SecretKey,
+} from "../../src/secrets/secret-box.js";
 import { listen } from "../../src/server/http-server.js";
 import { openStore } from "../../src/store/open-store.js";
 import type { ConnectorStore } from "../../src/store/store.js";
@@ -28,7 +31,9 @@ export interface TestServer {
    * the server has loaded it.
    */
   setPolicies(yaml: string): Promise<void>;
-  /** Every store method called, in order, since the last `resetCalls`. */
+  /** The keys the server encrypts secrets with. */
+  secretsKeys: SecretKey[];
+  /** Every store method called, in order; clear it with `length = 0`. */
   storeCalls: string[];
   connectors: ConnectorService;
   store: ConnectorStore;
@@ -53,6 +58,8 @@ export interface TestServerOptions {
   /** A store URL; a fresh in-memory SQLite database by default. */
   storeUrl?: string;
   logger?: Logger;
+  /** PEM certificate and key to serve TLS beside plain text. */
+  tls?: { cert: Buffer; key: Buffer };
 }
 
 /**
@@ -78,21 +85,27 @@ export async function startTestServer(
   const storeCalls: string[] = [];
   const realStore = await openStore(options.storeUrl ?? "memory", { logger });
   const store = recording(realStore, storeCalls);
+  const secretsKeys = parseSecretKeys(
+    randomBytes(32).toString("base64"),
+    "test",
+  );
   const app = createApp({
-    config: {
-      secretsKeys: parseSecretKeys(randomBytes(32).toString("base64"), "test"),
-      mscaTimeoutMs: 1000,
-    },
+    config: { secretsKeys, mscaTimeoutMs: 1000 },
     store,
     authorizer,
     logger,
   });
-  const server = await listen(app.handler, { host: "127.0.0.1", port: 0 });
+  const server = await listen(app.handler, {
+    host: "127.0.0.1",
+    port: 0,
+    tls: options.tls,
+  });
 
   return {
     url: server.url,
     port: server.port,
     secret,
+    secretsKeys,
     storeCalls,
     connectors: app.connectors,
     store: realStore,
