@@ -31,6 +31,8 @@ export interface AppDeps {
 export interface App {
   handler: NodeHandler;
   connectors: ConnectorService;
+  /** Closes what the plugins hold open (worker channels). */
+  close(): void;
 }
 
 /**
@@ -40,9 +42,10 @@ export interface App {
  * tests can hand it any store.
  */
 export function createApp(deps: AppDeps): App {
+  const registry = deps.registry ?? builtinRegistry();
   const connectors = new ConnectorService({
     store: deps.store,
-    registry: deps.registry ?? builtinRegistry(),
+    registry,
     secrets: new SecretBox(deps.config.secretsKeys),
     logger: deps.logger,
     clock: deps.clock ?? (() => new Date()),
@@ -71,5 +74,5 @@ export function createApp(deps: AppDeps): App {
       connect(request as IncomingMessage, response as ServerResponse);
     }
   };
-  return { handler, connectors };
+  return { handler, connectors, close: () => registry.close() };
 }

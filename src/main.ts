@@ -62,6 +62,7 @@ export async function main(): Promise<void> {
     stopping = true;
     logger.info({ signal }, "stopping");
     await server.close();
+    app.close();
     policies.close();
     await store.close();
     logger.info("stopped");

@@ -119,6 +119,7 @@ export class ConnectorService {
     if (!deleted) {
       throw notFound(name);
     }
+    this.#deps.registry.get(deleted.type)?.release?.(name);
     return deleted.id;
   }
 
@@ -162,6 +163,10 @@ export class ConnectorService {
 
       const config = this.#merge(plugin, input, existing);
       if (input.validateOnly) {
+        await plugin.check(
+          this.#plain({ name: input.name, config }),
+          this.#context(),
+        );
         return {
           id: existing?.id ?? 0,
           created: !existing,
@@ -171,6 +176,7 @@ export class ConnectorService {
 
       const saved = await this.#write(input, existing, config);
       if (saved) {
+        plugin.release?.(input.name);
         return {
           id: saved.id,
           created: !existing,
@@ -335,7 +341,10 @@ export class ConnectorService {
       return {};
     }
     try {
-      return await plugin.templates(this.#plain(connector), this.#context());
+      return await plugin.templates(this.#plain(connector), {
+        ...this.#context(),
+        connector: connector.name,
+      });
     } catch (err) {
       this.#log.warn(
         { err, connector: connector.name },
@@ -346,7 +355,7 @@ export class ConnectorService {
   }
 
   /** The stored config with secrets decrypted, for a plugin to use. */
-  #plain(connector: StoredConnector): PlainConfig {
+  #plain(connector: Pick<StoredConnector, "name" | "config">): PlainConfig {
     const config: Record<string, string> = {};
     for (const entry of connector.config) {
       config[entry.key] =

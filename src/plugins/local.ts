@@ -1,7 +1,10 @@
-import { readFile, stat } from "node:fs/promises";
+import { constants } from "node:fs";
+import { access, readFile, stat } from "node:fs/promises";
 import { isAbsolute, resolve } from "node:path";
 import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
+import { Code } from "@connectrpc/connect";
 import { parse } from "yaml";
+import { fieldError } from "../domain/errors.js";
 import type {
   ConnectorTypePlugin,
   FieldSpec,
@@ -63,15 +66,64 @@ export const localPlugin: ConnectorTypePlugin = {
   async templates(config: PlainConfig): Promise<JsonObject> {
     return readTemplates(config);
   },
+
+  async check(config: PlainConfig): Promise<void> {
+    const violations: FieldViolation[] = [];
+    for (const key of ["cakey", "cacert", "openssl.cnf", "CRL"]) {
+      const path = config[key];
+      if (path) {
+        const problem = await unreadable(resolveIn(config, path));
+        if (problem) {
+          violations.push({ field: `config.${key}`, description: problem });
+        }
+      }
+    }
+    const templates = templatesPath(config);
+    if (templates) {
+      const problem = await unreadable(templates);
+      if (problem) {
+        violations.push({ field: "config.templates", description: problem });
+      } else if (!isPlainObject(await parseTemplatesFile(templates))) {
+        violations.push({
+          field: "config.templates",
+          description: `${templates} is not a YAML mapping of template names`,
+        });
+      }
+    }
+    if (violations.length > 0) {
+      throw fieldError(Code.FailedPrecondition, violations);
+    }
+  },
 };
 
 /** The path of the templates file, or undefined when none is configured. */
 export function templatesPath(config: PlainConfig): string | undefined {
   const file = config.templates;
-  if (!file) {
+  return file ? resolveIn(config, file) : undefined;
+}
+
+/** A path of the configuration, relative to WorkingDir unless absolute. */
+function resolveIn(config: PlainConfig, path: string): string {
+  return isAbsolute(path) ? path : resolve(config.WorkingDir ?? ".", path);
+}
+
+/** Why a file cannot be read, or undefined when it can. */
+async function unreadable(path: string): Promise<string | undefined> {
+  try {
+    await access(path, constants.R_OK);
+    return (await stat(path)).isFile() ? undefined : `${path} is not a file`;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? "error";
+    return `cannot read ${path} (${code})`;
+  }
+}
+
+async function parseTemplatesFile(path: string): Promise<unknown> {
+  try {
+    return parse(await readFile(path, "utf8"));
+  } catch {
     return undefined;
   }
-  return isAbsolute(file) ? file : resolve(config.WorkingDir ?? ".", file);
 }
 
 /**
@@ -91,8 +143,8 @@ async function readTemplates(config: PlainConfig): Promise<JsonObject> {
     }
     return templateMapping(parse(await readFile(path, "utf8")));
   } catch {
-    // TODO(#5): report an unreadable templates file by field on validate_only
-    // instead of reading it as empty; today an operator sees only "{}".
+    // A save with validate_only reports the file by field; a list shows no
+    // templates rather than failing.
     return {};
   }
 }

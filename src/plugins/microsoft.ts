@@ -1,113 +1,187 @@
 import type { JsonObject } from "@bufbuild/protobuf";
+import { WorkerPool } from "./msca-worker.js";
 import {
   type ConnectorTypePlugin,
   type FieldSpec,
   type FieldViolation,
+  fingerprintOf,
   isTrue,
   type PlainConfig,
+  type PluginContext,
 } from "./plugin.js";
 
+/** How long fetched templates are shown before they are fetched again. */
+const templatesTtlMs = 60_000;
+
 const fields: readonly FieldSpec[] = [
-  {
-    key: "hostname",
-    type: "string",
-    required: true,
-    description: "host of the MS CA worker",
-  },
-  {
-    key: "port",
-    type: "int",
-    required: true,
-    description: "gRPC port of the MS CA worker",
-  },
-  {
-    key: "http_proxy",
-    type: "bool",
-    required: false,
-    description: "connect through the proxy from the environment",
-  },
-  {
-    key: "ca",
-    type: "string",
-    required: false,
-    description: "CA to use, as <hostname>\\<CA name>",
-  },
-  {
-    key: "use_ssl",
-    type: "bool",
-    required: false,
-    description: "use mutual TLS to the worker",
-  },
-  {
-    key: "ssl_ca_cert",
-    type: "string",
-    required: false,
-    description:
-      "path of the CA certificate that signed the worker's certificate",
-  },
-  {
-    key: "ssl_client_cert",
-    type: "string",
-    required: false,
-    description: "path of the client certificate",
-  },
-  {
-    key: "ssl_client_key",
-    type: "string",
-    required: false,
-    description:
-      "path of the client private key (PEM, PKCS#8 may be encrypted)",
-  },
-  {
-    key: "ssl_client_key_password",
-    type: "password",
-    required: false,
-    description: "password of an encrypted client key",
-  },
+  spec("hostname", "string", true, "host of the MS CA worker"),
+  spec("port", "int", true, "gRPC port of the MS CA worker"),
+  spec(
+    "http_proxy",
+    "bool",
+    false,
+    "connect through the proxy set in the environment",
+  ),
+  spec("ca", "string", false, "CA to use, as <hostname>\\<CA name>"),
+  spec("use_ssl", "bool", false, "use mutual TLS to the worker"),
+  spec(
+    "ssl_ca_cert",
+    "string",
+    false,
+    "path of the CA certificate that signed the worker's certificate",
+  ),
+  spec("ssl_client_cert", "string", false, "path of the client certificate"),
+  spec(
+    "ssl_client_key",
+    "string",
+    false,
+    "path of the client key (PEM; PKCS#8 may be encrypted)",
+  ),
+  spec(
+    "ssl_client_key_password",
+    "password",
+    false,
+    "password of an encrypted client key",
+  ),
 ];
 
 const tlsFiles = ["ssl_ca_cert", "ssl_client_cert", "ssl_client_key"];
 
+interface CachedTemplates {
+  /** The configuration the templates were fetched with. */
+  fingerprint: string;
+  value: JsonObject;
+  fetchedAt: number;
+  refreshing: boolean;
+}
+
+/** What the microsoft type is built from. */
+export interface MicrosoftPluginDeps {
+  pool?: WorkerPool;
+  now?: () => number;
+}
+
 /**
  * The `microsoft` type: a Microsoft CA in a Windows domain, reached through
- * the privacyIDEA MS CA worker over gRPC.
+ * the privacyIDEA MS CA worker over gRPC. Lists show the templates last
+ * fetched from the worker and refresh them in the background, so a slow or
+ * offline worker never holds up a read.
  */
-export const microsoftPlugin: ConnectorTypePlugin = {
-  name: "microsoft",
-  description: "a Microsoft CA reached through the privacyIDEA MS CA worker",
-  fields,
+export function createMicrosoftPlugin(
+  deps: MicrosoftPluginDeps = {},
+): ConnectorTypePlugin {
+  const pool = deps.pool ?? new WorkerPool();
+  const now = deps.now ?? Date.now;
+  const cache = new Map<string, CachedTemplates>();
 
-  validate(config: PlainConfig): FieldViolation[] {
-    const violations: FieldViolation[] = [];
-    const port = Number(config.port);
-    if (!(port >= 1 && port <= 65535)) {
-      violations.push({
-        field: "port",
-        description: "must be from 1 to 65535",
-      });
+  async function fetchTemplates(
+    config: PlainConfig,
+    context: PluginContext,
+  ): Promise<JsonObject> {
+    const caName = config.ca ?? "";
+    if (caName === "") {
+      return {};
     }
-    if (isTrue(config.use_ssl)) {
-      for (const key of tlsFiles) {
-        if (!config[key]) {
-          violations.push({
-            field: key,
-            description: "is required with use_ssl",
-          });
+    const names = await pool.getTemplates(
+      context.connector,
+      config,
+      caName,
+      context.timeoutMs,
+    );
+    return Object.fromEntries(names.map((name) => [name, ""]));
+  }
+
+  function refresh(
+    entry: CachedTemplates,
+    config: PlainConfig,
+    context: PluginContext,
+  ): void {
+    entry.refreshing = true;
+    fetchTemplates(config, context)
+      .then((value) => {
+        entry.value = value;
+        entry.fetchedAt = now();
+      })
+      .catch(() => {
+        // NOTE: an unreachable worker keeps the last templates shown; the
+        // failure reaches the operator through specific options instead.
+        entry.fetchedAt = now();
+      })
+      .finally(() => {
+        entry.refreshing = false;
+      });
+  }
+
+  return {
+    name: "microsoft",
+    description: "a Microsoft CA reached through the privacyIDEA MS CA worker",
+    fields,
+
+    validate(config: PlainConfig): FieldViolation[] {
+      const violations: FieldViolation[] = [];
+      const port = Number(config.port);
+      if (!(port >= 1 && port <= 65535)) {
+        violations.push({
+          field: "port",
+          description: "must be from 1 to 65535",
+        });
+      }
+      if (isTrue(config.use_ssl)) {
+        for (const key of tlsFiles) {
+          if (!config[key]) {
+            violations.push({
+              field: key,
+              description: "is required with use_ssl",
+            });
+          }
         }
       }
-    }
-    return violations;
-  },
+      return violations;
+    },
 
-  async specificOptions(config: PlainConfig): Promise<JsonObject> {
-    // TODO(#5): ask the worker with GetCAs; until then the only CA known is
-    // the one configured, so operators cannot pick from the worker's list.
-    return { available_cas: config.ca ? [config.ca] : [] };
-  },
+    async specificOptions(config, context): Promise<JsonObject> {
+      const cas = await pool.getCAs(undefined, config, context.timeoutMs);
+      return { available_cas: cas };
+    },
 
-  async templates(): Promise<JsonObject> {
-    // TODO(#5): ask the worker with GetTemplates; until then list entries of
-    // microsoft connectors show no templates.
-    return {};
-  },
-};
+    async templates(config, context): Promise<JsonObject> {
+      const connector = context.connector;
+      if (!connector) {
+        return fetchTemplates(config, context);
+      }
+      const fingerprint = fingerprintOf(config);
+      let entry = cache.get(connector);
+      if (!entry || entry.fingerprint !== fingerprint) {
+        entry = { fingerprint, value: {}, fetchedAt: 0, refreshing: false };
+        cache.set(connector, entry);
+      }
+      if (!entry.refreshing && now() - entry.fetchedAt >= templatesTtlMs) {
+        refresh(entry, config, context);
+      }
+      return entry.value;
+    },
+
+    async check(config, context): Promise<void> {
+      await pool.getCAs(undefined, config, context.timeoutMs);
+    },
+
+    release(connector: string): void {
+      cache.delete(connector);
+      pool.release(connector);
+    },
+
+    close(): void {
+      cache.clear();
+      pool.close();
+    },
+  };
+}
+
+function spec(
+  key: string,
+  type: FieldSpec["type"],
+  required: boolean,
+  description: string,
+): FieldSpec {
+  return { key, type, required, description };
+}

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import type { JsonObject } from "@bufbuild/protobuf";
 
 /** Value types a connector configuration field can have. */
@@ -27,6 +28,12 @@ export interface PluginContext {
   timeoutMs: number;
   /** Aborted when the request that needs the answer goes away. */
   signal?: AbortSignal;
+  /**
+   * Name of the stored connector the call is about, so a plugin can keep a
+   * connection or a cache per connector; absent for a configuration that is
+   * not stored.
+   */
+  connector?: string;
 }
 
 /**
@@ -59,8 +66,24 @@ export interface ConnectorTypePlugin {
     context: PluginContext,
   ): Promise<JsonObject>;
 
-  /** Certificate templates of a stored connector, by template name. */
+  /**
+   * Certificate templates of a stored connector, by template name. Reads of
+   * connector lists wait for this, so a plugin that asks a remote system
+   * must answer from a cache and refresh it in the background.
+   */
   templates(config: PlainConfig, context: PluginContext): Promise<JsonObject>;
+
+  /**
+   * Checks that the configuration works (files readable, CA reachable) for
+   * a save with `validate_only`; throws a ConnectError naming the field.
+   */
+  check(config: PlainConfig, context: PluginContext): Promise<void>;
+
+  /** Drops what the plugin keeps for a connector that changed or is gone. */
+  release?(connector: string): void;
+
+  /** Releases every connection the plugin holds, at shutdown. */
+  close?(): void;
 }
 
 /** Spellings of a boolean value that every type accepts. */
@@ -76,4 +99,12 @@ export const booleanSpellings: ReadonlySet<string> = new Set([
 /** Reads a bool field; absent and unknown spellings read as false. */
 export function isTrue(value: string | undefined): boolean {
   return value === "1" || value === "true" || value === "True";
+}
+
+/**
+ * A digest that identifies a configuration without holding its secrets, for
+ * plugins that cache per configuration.
+ */
+export function fingerprintOf(value: unknown): string {
+  return createHash("sha256").update(JSON.stringify(value)).digest("hex");
 }

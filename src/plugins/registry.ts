@@ -30,6 +30,13 @@ export class PluginRegistry {
     );
   }
 
+  /** Releases what every type holds (connections, caches), at shutdown. */
+  close(): void {
+    for (const plugin of this.#plugins.values()) {
+      plugin.close?.();
+    }
+  }
+
   /** Names of every registered type, ordered. */
   names(): string[] {
     return this.list().map((plugin) => plugin.name);

@@ -178,19 +178,32 @@ describe("save", () => {
   });
 
   it("stores nothing when validate_only is set", async () => {
-    expect(await save({ validateOnly: true })).toEqual({
+    const files = { cakey: import.meta.filename, cacert: import.meta.filename };
+    expect(await save({ validateOnly: true, config: files })).toEqual({
       id: 0,
       created: true,
       revision: 1,
     });
     expect(await store.list()).toEqual([]);
     await save({});
-    expect(await save({ validateOnly: true, config: { CRL: "x" } })).toEqual({
+    expect(
+      await save({
+        validateOnly: true,
+        config: { ...files, CRL: import.meta.filename },
+      }),
+    ).toEqual({
       id: 1,
       created: false,
       revision: 2,
     });
     expect((await service.get("ca1")).data.CRL).toBeUndefined();
+  });
+
+  it("reports unreadable files on validate_only and stores nothing", async () => {
+    const err = await rejection(save({ validateOnly: true }));
+    expect(err.code).toBe(Code.FailedPrecondition);
+    expect(violatedFields(err)).toEqual(["config.cakey", "config.cacert"]);
+    expect(await store.list()).toEqual([]);
   });
 
   it("loses no key when partial updates race", async () => {

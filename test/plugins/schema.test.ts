@@ -1,7 +1,10 @@
 import { describe, expect, it } from "vitest";
 import { builtinRegistry } from "../../src/plugins/builtin.js";
 import { localPlugin } from "../../src/plugins/local.js";
-import { microsoftPlugin } from "../../src/plugins/microsoft.js";
+import { createMicrosoftPlugin } from "../../src/plugins/microsoft.js";
+
+const microsoftPlugin = createMicrosoftPlugin();
+
 import { validateConfig } from "../../src/plugins/schema.js";
 
 const local = { cakey: "/ca/key.pem", cacert: "/ca/cert.pem" };

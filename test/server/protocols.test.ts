@@ -120,6 +120,14 @@ const clientSpecs: ClientSpec[] = [
 /** A local connector config that passes validation. */
 const localConfig = { cakey: "/ca/key.pem", cacert: "/ca/cert.pem" };
 
+/** A local configuration whose CA files exist, for validate_only. */
+function caFiles() {
+  return {
+    cakey: join(workDir, "templates.yaml"),
+    cacert: join(workDir, "templates.yaml"),
+  };
+}
+
 /** A microsoft connector config that passes validation. */
 const microsoftConfig = { hostname: "ca.example.test", port: "50061" };
 
@@ -628,7 +636,7 @@ describe.each(clientSpecs)("$label", (spec) => {
     const outcome = await client.save({
       name: name("dry-run"),
       type: "local",
-      config: localConfig,
+      config: caFiles(),
       validateOnly: true,
     });
 
@@ -648,7 +656,7 @@ describe.each(clientSpecs)("$label", (spec) => {
     const outcome = await client.save({
       name: name("dry-update"),
       type: "local",
-      config: { cacert: "/ca/new.pem" },
+      config: caFiles(),
       validateOnly: true,
     });
 
@@ -656,6 +664,19 @@ describe.each(clientSpecs)("$label", (spec) => {
     const stored = await client.get(name("dry-update"));
     expect(stored.revision).toBe(1);
     expect(stored.data.cacert).toBe(localConfig.cacert);
+  });
+
+  it("reports unreadable CA files by field on validate_only", async () => {
+    await expectFieldError(
+      client.save({
+        name: name("dry-files"),
+        type: "local",
+        config: { ...caFiles(), cacert: join(workDir, "missing.pem") },
+        validateOnly: true,
+      }),
+      Code.FailedPrecondition,
+      "config.cacert",
+    );
   });
 
   it("reports the errors of an invalid save on validate_only", async () => {

@@ -1,0 +1,301 @@
+import { createPrivateKey } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import {
+  create,
+  type DescMessage,
+  fromBinary,
+  type MessageInitShape,
+  type MessageShape,
+  toBinary,
+} from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import {
+  type CallOptions,
+  type ChannelCredentials,
+  Client,
+  credentials,
+  Metadata,
+  type ServiceError,
+  status,
+} from "@grpc/grpc-js";
+import {
+  GetCAsReplySchema,
+  GetCAsRequestSchema,
+  GetTemplatesReplySchema,
+  GetTemplatesRequestSchema,
+} from "../../gen/msca/caservice_pb.js";
+import { fieldError } from "../domain/errors.js";
+import { fingerprintOf, isTrue, type PlainConfig } from "./plugin.js";
+
+/** How long a worker that failed is answered for without being asked. */
+const cooldownMs = 5_000;
+
+/** The settings that decide how to reach a worker. */
+interface Target {
+  address: string;
+  useSsl: boolean;
+  useProxy: boolean;
+  files: { ca: string; cert: string; key: string };
+  keyPassword: string;
+}
+
+interface Channel {
+  /** Identity of the settings the channel was built from. */
+  fingerprint: string;
+  client: Client;
+}
+
+/**
+ * Calls MS CA workers over gRPC. Channels are kept per connector and reused
+ * until the connector's settings change or it is deleted, so a list does not
+ * open a connection per call. A worker that failed to answer is reported
+ * unavailable at once for a few seconds instead of being waited on again by
+ * every request.
+ */
+export class WorkerPool {
+  readonly #channels = new Map<string, Channel>();
+  readonly #downUntil = new Map<string, number>();
+  readonly #now: () => number;
+
+  constructor(now: () => number = Date.now) {
+    this.#now = now;
+  }
+
+  /** The CA names the worker offers, as <hostname>\<CA name>. */
+  async getCAs(
+    owner: string | undefined,
+    config: PlainConfig,
+    timeoutMs: number,
+  ): Promise<string[]> {
+    const reply = await this.#call(
+      owner,
+      config,
+      timeoutMs,
+      "/CAService/GetCAs",
+      GetCAsRequestSchema,
+      {},
+      GetCAsReplySchema,
+    );
+    checkStatus(reply.status);
+    return reply.caNames;
+  }
+
+  /** The template names a CA of the worker offers. */
+  async getTemplates(
+    owner: string | undefined,
+    config: PlainConfig,
+    caName: string,
+    timeoutMs: number,
+  ): Promise<string[]> {
+    const reply = await this.#call(
+      owner,
+      config,
+      timeoutMs,
+      "/CAService/GetTemplates",
+      GetTemplatesRequestSchema,
+      { caName },
+      GetTemplatesReplySchema,
+    );
+    checkStatus(reply.status);
+    return reply.templateNames;
+  }
+
+  /** Closes the channel of a connector that was changed or deleted. */
+  release(owner: string): void {
+    this.#channels.get(owner)?.client.close();
+    this.#channels.delete(owner);
+  }
+
+  /** Closes every channel. */
+  close(): void {
+    for (const owner of [...this.#channels.keys()]) {
+      this.release(owner);
+    }
+  }
+
+  async #call<I extends DescMessage, O extends DescMessage>(
+    owner: string | undefined,
+    config: PlainConfig,
+    timeoutMs: number,
+    path: string,
+    input: I,
+    message: MessageInitShape<I>,
+    output: O,
+  ): Promise<MessageShape<O>> {
+    const target = targetOf(config);
+    const down = this.#downUntil.get(target.address) ?? 0;
+    if (down > this.#now()) {
+      throw unreachable(target.address, "did not answer recently");
+    }
+    const { client, temporary } = await this.#client(owner, target);
+    try {
+      return await unary(client, path, input, message, output, timeoutMs);
+    } catch (err) {
+      if (isUnreachable(err)) {
+        this.#downUntil.set(target.address, this.#now() + cooldownMs);
+        throw unreachable(target.address, describe(err));
+      }
+      throw workerError(err);
+    } finally {
+      if (temporary) {
+        client.close();
+      }
+    }
+  }
+
+  async #client(owner: string | undefined, target: Target) {
+    const fingerprint = fingerprintOf(target);
+    const kept = owner ? this.#channels.get(owner) : undefined;
+    if (kept && kept.fingerprint === fingerprint) {
+      return { client: kept.client, temporary: false };
+    }
+    const client = new Client(target.address, await credentialsOf(target), {
+      "grpc.enable_http_proxy": target.useProxy ? 1 : 0,
+    });
+    if (!owner) {
+      return { client, temporary: true };
+    }
+    kept?.client.close();
+    this.#channels.set(owner, { fingerprint, client });
+    return { client, temporary: false };
+  }
+}
+
+/**
+ * Reads how to reach the worker from a connector configuration; reports
+ * missing settings by field.
+ */
+function targetOf(config: PlainConfig): Target {
+  const missing = ["hostname", "port"].filter((key) => !config[key]);
+  if (missing.length > 0) {
+    throw fieldError(
+      Code.FailedPrecondition,
+      missing.map((key) => ({
+        field: `config.${key}`,
+        description: "is required to reach the worker",
+      })),
+    );
+  }
+  const host = config.hostname ?? "";
+  return {
+    address: `${host.includes(":") ? `[${host}]` : host}:${config.port}`,
+    useSsl: isTrue(config.use_ssl),
+    useProxy: isTrue(config.http_proxy),
+    files: {
+      ca: config.ssl_ca_cert ?? "",
+      cert: config.ssl_client_cert ?? "",
+      key: config.ssl_client_key ?? "",
+    },
+    keyPassword: config.ssl_client_key_password ?? "",
+  };
+}
+
+async function credentialsOf(target: Target): Promise<ChannelCredentials> {
+  if (!target.useSsl) {
+    return credentials.createInsecure();
+  }
+  const [ca, cert, key] = await Promise.all([
+    readTlsFile(target.files.ca, "ssl_ca_cert"),
+    readTlsFile(target.files.cert, "ssl_client_cert"),
+    readTlsFile(target.files.key, "ssl_client_key"),
+  ]);
+  return credentials.createSsl(ca, clientKey(key, target.keyPassword), cert);
+}
+
+async function readTlsFile(path: string, field: string): Promise<Buffer> {
+  if (path === "") {
+    throw precondition(field, "is required with use_ssl");
+  }
+  try {
+    return await readFile(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? "error";
+    throw precondition(field, `cannot read ${path} (${code})`);
+  }
+}
+
+/** The client key in plain PKCS#8 PEM, decrypted with the password if set. */
+function clientKey(pem: Buffer, password: string): Buffer {
+  try {
+    const key = createPrivateKey({
+      key: pem,
+      format: "pem",
+      ...(password ? { passphrase: password } : {}),
+    });
+    return Buffer.from(key.export({ type: "pkcs8", format: "pem" }));
+  } catch {
+    throw precondition(
+      password ? "ssl_client_key_password" : "ssl_client_key",
+      password
+        ? "does not decrypt the client key"
+        : "is not a readable private key (or needs a password)",
+    );
+  }
+}
+
+function unary<I extends DescMessage, O extends DescMessage>(
+  client: Client,
+  path: string,
+  input: I,
+  message: MessageInitShape<I>,
+  output: O,
+  timeoutMs: number,
+): Promise<MessageShape<O>> {
+  const options: CallOptions = { deadline: Date.now() + timeoutMs };
+  return new Promise((resolve, reject) => {
+    client.makeUnaryRequest(
+      path,
+      (value: MessageShape<I>) => Buffer.from(toBinary(input, value)),
+      (bytes: Buffer) => fromBinary(output, bytes),
+      create(input, message),
+      new Metadata(),
+      options,
+      (err, reply) => (err || !reply ? reject(err) : resolve(reply)),
+    );
+  });
+}
+
+function isUnreachable(err: unknown): boolean {
+  const code = (err as Partial<ServiceError> | undefined)?.code;
+  return code === status.UNAVAILABLE || code === status.DEADLINE_EXCEEDED;
+}
+
+function describe(err: unknown): string {
+  const code = (err as Partial<ServiceError> | undefined)?.code;
+  return code === status.DEADLINE_EXCEEDED
+    ? "did not answer in time"
+    : "refused or dropped the connection";
+}
+
+function unreachable(address: string, why: string): ConnectError {
+  return new ConnectError(
+    `the CA worker at ${address} is unreachable: it ${why}`,
+    Code.Unavailable,
+  );
+}
+
+function workerError(err: unknown): ConnectError {
+  if (err instanceof ConnectError) {
+    return err;
+  }
+  const detail = (err as Partial<ServiceError> | undefined)?.details;
+  return new ConnectError(
+    `the CA worker failed: ${detail ?? "unknown error"}`,
+    Code.FailedPrecondition,
+  );
+}
+
+function checkStatus(reply: { code: number; message: string } | undefined) {
+  if (reply && reply.code !== 0) {
+    throw new ConnectError(
+      `the CA worker answered with error ${reply.code}: ${reply.message}`,
+      Code.FailedPrecondition,
+    );
+  }
+}
+
+function precondition(field: string, description: string): ConnectError {
+  return fieldError(Code.FailedPrecondition, [
+    { field: `config.${field}`, description },
+  ]);
+}
