@@ -7,11 +7,13 @@ import type { Logger } from "./logger.js";
 import { builtinRegistry } from "./plugins/builtin.js";
 import type { PluginRegistry } from "./plugins/registry.js";
 import { createRestGateway, isRestPath } from "./rest/gateway.js";
+import { openApiDocument, openApiPath } from "./rest/openapi.js";
 import { authInterceptor } from "./rpc/auth-interceptor.js";
 import { requestLogInterceptor } from "./rpc/interceptors.js";
 import { registerCaConnectorService } from "./rpc/routes.js";
 import { SecretBox } from "./secrets/secret-box.js";
 import type { NodeHandler } from "./server/http-server.js";
+import { sendJson } from "./server/respond.js";
 import type { ConnectorStore } from "./store/store.js";
 
 /** The largest request body any protocol accepts. */
@@ -67,9 +69,13 @@ export function createApp(deps: AppDeps): App {
     logger: deps.logger,
     maxBodyBytes,
   });
+  const openApi = JSON.stringify(openApiDocument());
   const handler: NodeHandler = (request, response) => {
-    if (isRestPath(request.url ?? "")) {
+    const url = request.url ?? "";
+    if (isRestPath(url)) {
       void rest(request, response);
+    } else if (url === openApiPath && request.method === "GET") {
+      sendJson(response, 200, openApi);
     } else {
       connect(request as IncomingMessage, response as ServerResponse);
     }

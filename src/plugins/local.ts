@@ -5,32 +5,43 @@ import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import { parse } from "yaml";
 import { fieldError } from "../domain/errors.js";
-import type {
-  ConnectorTypePlugin,
-  FieldSpec,
-  FieldViolation,
-  PlainConfig,
+import {
+  type ConnectorTypePlugin,
+  type FieldSpec,
+  type FieldViolation,
+  fieldSpec,
+  type PlainConfig,
 } from "./plugin.js";
 
 /** A templates file larger than this is not a templates file. */
 const maxTemplatesBytes = 1024 * 1024;
 
 const fields: readonly FieldSpec[] = [
-  field("cakey", "string", true, "path of the CA private key"),
-  field("cacert", "string", true, "path of the CA certificate"),
-  field("openssl.cnf", "string", false, "path of the OpenSSL configuration"),
-  field("WorkingDir", "string", false, "directory of the CA's files"),
-  field("CSRDir", "string", false, "directory for certificate requests"),
-  field("CertificateDir", "string", false, "directory for issued certificates"),
-  field("CRL", "string", false, "path of the certificate revocation list"),
-  field("CRL_Validity_Period", "int", false, "days a new CRL is valid"),
-  field(
+  fieldSpec("cakey", "string", true, "path of the CA private key"),
+  fieldSpec("cacert", "string", true, "path of the CA certificate"),
+  fieldSpec(
+    "openssl.cnf",
+    "string",
+    false,
+    "path of the OpenSSL configuration",
+  ),
+  fieldSpec("WorkingDir", "string", false, "directory of the CA's files"),
+  fieldSpec("CSRDir", "string", false, "directory for certificate requests"),
+  fieldSpec(
+    "CertificateDir",
+    "string",
+    false,
+    "directory for issued certificates",
+  ),
+  fieldSpec("CRL", "string", false, "path of the certificate revocation list"),
+  fieldSpec("CRL_Validity_Period", "int", false, "days a new CRL is valid"),
+  fieldSpec(
     "CRL_Overlap_Period",
     "int",
     false,
     "days before expiry to renew the CRL",
   ),
-  field(
+  fieldSpec(
     "templates",
     "string",
     false,
@@ -168,13 +179,4 @@ function toJson(value: unknown): JsonValue {
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
-function field(
-  key: string,
-  type: FieldSpec["type"],
-  required: boolean,
-  description: string,
-): FieldSpec {
-  return { key, type, required, description };
 }

@@ -4,6 +4,7 @@ import {
   type ConnectorTypePlugin,
   type FieldSpec,
   type FieldViolation,
+  fieldSpec,
   fingerprintOf,
   isTrue,
   type PlainConfig,
@@ -14,30 +15,35 @@ import {
 const templatesTtlMs = 60_000;
 
 const fields: readonly FieldSpec[] = [
-  spec("hostname", "string", true, "host of the MS CA worker"),
-  spec("port", "int", true, "gRPC port of the MS CA worker"),
-  spec(
+  fieldSpec("hostname", "string", true, "host of the MS CA worker"),
+  fieldSpec("port", "int", true, "gRPC port of the MS CA worker"),
+  fieldSpec(
     "http_proxy",
     "bool",
     false,
     "connect through the proxy set in the environment",
   ),
-  spec("ca", "string", false, "CA to use, as <hostname>\\<CA name>"),
-  spec("use_ssl", "bool", false, "use mutual TLS to the worker"),
-  spec(
+  fieldSpec("ca", "string", false, "CA to use, as <hostname>\\<CA name>"),
+  fieldSpec("use_ssl", "bool", false, "use mutual TLS to the worker"),
+  fieldSpec(
     "ssl_ca_cert",
     "string",
     false,
     "path of the CA certificate that signed the worker's certificate",
   ),
-  spec("ssl_client_cert", "string", false, "path of the client certificate"),
-  spec(
+  fieldSpec(
+    "ssl_client_cert",
+    "string",
+    false,
+    "path of the client certificate",
+  ),
+  fieldSpec(
     "ssl_client_key",
     "string",
     false,
     "path of the client key (PEM; PKCS#8 may be encrypted)",
   ),
-  spec(
+  fieldSpec(
     "ssl_client_key_password",
     "password",
     false,
@@ -175,13 +181,4 @@ export function createMicrosoftPlugin(
       pool.close();
     },
   };
-}
-
-function spec(
-  key: string,
-  type: FieldSpec["type"],
-  required: boolean,
-  description: string,
-): FieldSpec {
-  return { key, type, required, description };
 }

@@ -12,6 +12,7 @@ import type {
 } from "../domain/connector-service.js";
 import type { Logger } from "../logger.js";
 import { booleanSpellings, isTrue } from "../plugins/plugin.js";
+import { sendJson } from "../server/respond.js";
 import { errorBody, successBody } from "./envelope.js";
 import { type RestOperation, toRestError } from "./errors.js";
 import { parseParams, RestInputError, readBody } from "./params.js";
@@ -75,14 +76,14 @@ export function createRestGateway(deps: RestGatewayDeps) {
       const attempt = attemptOf(route.method, { name: route.name });
       admin = await deps.authorizer.authorize(headerReader(request), attempt);
       const value = await perform(deps, route, request, url, admin);
-      send(response, 200, successBody(value));
+      sendJson(response, 200, successBody(value));
     } catch (err) {
       const error = toRestError(err, route?.operation ?? "list");
       status = error.status;
       if (status >= 500 && status !== 503) {
         log.error({ err, route: route?.label }, "request failed");
       }
-      send(response, status, errorBody(error));
+      sendJson(response, status, errorBody(error));
     }
     log.info(
       {
@@ -310,13 +311,4 @@ function headerReader(request: Request): HeaderReader {
       return Array.isArray(value) ? value[0] : value;
     },
   };
-}
-
-function send(response: Response, status: number, body: string): void {
-  const headers = {
-    "content-type": "application/json",
-    "content-length": Buffer.byteLength(body),
-  };
-  (response as ServerResponse).writeHead(status, headers);
-  response.end(body);
 }

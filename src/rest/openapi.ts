@@ -9,6 +9,18 @@ type JsonObject = Record<string, unknown>;
 /** The shape of a connector name, as the domain enforces it. */
 const namePattern = "^[A-Za-z0-9_.-]+$";
 
+/** The component name of the error answer of each status. */
+const errorResponseNames: Record<string, string> = {
+  "400": "BadRequest",
+  "401": "Unauthorized",
+  "403": "Forbidden",
+  "404": "NotFound",
+  "409": "Conflict",
+  "413": "PayloadTooLarge",
+  "500": "InternalError",
+  "503": "StoreUnavailable",
+};
+
 /**
  * The OpenAPI 3.1 description of the privacyIDEA-compatible REST gateway:
  * routes, parameters, security schemes and both JSON envelopes, so that
@@ -21,6 +33,7 @@ export function openApiDocument(): Record<string, unknown> {
     info: {
       title: "caconnector REST gateway",
       version: serviceVersion,
+      license: { name: "Apache-2.0", identifier: "Apache-2.0" },
       description:
         "privacyIDEA-compatible CA connector endpoints. Every answer is a " +
         "JSON envelope: `result.status` is true and `result.value` holds the " +
@@ -385,25 +398,20 @@ function envelopeProperties(): JsonObject {
   };
 }
 
-/** The component name of the error answer of each status. */
-const errorResponseNames: Record<string, string> = {
-  "400": "BadRequest",
-  "401": "Unauthorized",
-  "403": "Forbidden",
-  "404": "NotFound",
-  "409": "Conflict",
-  "413": "PayloadTooLarge",
-  "500": "InternalError",
-  "503": "StoreUnavailable",
-};
-
 function errorResponses(): JsonObject {
   return {
-    BadRequest: errorResponse("Invalid input.", {
-      missingType: [905, "ERR905: Missing parameter: type"],
-      invalid: [905, "ERR905: config.port: must be an integer"],
-      specific: [503, "ERR503: the CA worker cannot be reached"],
-    }),
+    BadRequest: errorResponse(
+      "Invalid input (905); on specific options, also a CA worker or TLS " +
+        "file that cannot be used (503).",
+      {
+        missingType: [905, "ERR905: Missing parameter: type"],
+        invalid: [905, "ERR905: config.port: must be an integer"],
+        specific: [
+          503,
+          "ERR503: the CA worker at worker.example:50061 is unreachable: it refused or dropped the connection",
+        ],
+      },
+    ),
     Unauthorized: errorResponse("No token, or one that is not accepted.", {
       missing: [4033, "Authentication failure. Missing Authorization header."],
       malformed: [
