@@ -74,7 +74,7 @@ export function createApp(deps: AppDeps): App {
     const url = request.url ?? "";
     if (isRestPath(url)) {
       void rest(request, response);
-    } else if (url === openApiPath && request.method === "GET") {
+    } else if (url.split("?")[0] === openApiPath && request.method === "GET") {
       sendJson(response, 200, openApi);
     } else {
       connect(request as IncomingMessage, response as ServerResponse);

@@ -19,7 +19,10 @@ export function parsePolicies(text: string, source: string): AdminPolicy[] {
     );
   }
   if (document === null || document === undefined) {
-    return [];
+    // An empty file is what a reader sees in the middle of an in-place
+    // rewrite; taking it as "no policies" would open everything to every
+    // admin. No policies must be said explicitly.
+    throw new Error(`${source}: is empty; write [] for no admin policies`);
   }
   if (!Array.isArray(document)) {
     throw new Error(`${source}: must be a list of policies`);
@@ -163,20 +166,8 @@ export function watchPolicyFile(
   let policies = parsePolicies(text, path);
   log.info({ path, policies: policies.length }, "policies loaded");
 
-  const reload = () => {
-    let next: string;
-    try {
-      next = readFileSync(path, "utf8");
-    } catch (err) {
-      log.error(
-        { path, err },
-        "policy file unreadable; keeping last good policies",
-      );
-      return;
-    }
-    if (next === text) {
-      return;
-    }
+  let settling: NodeJS.Timeout | undefined;
+  const apply = (next: string) => {
     text = next;
     try {
       policies = parsePolicies(next, path);
@@ -188,9 +179,47 @@ export function watchPolicyFile(
       );
     }
   };
+  // A change is applied only once two reads one interval apart agree, so a
+  // file caught half-written (say, a grant without the exclusion after it)
+  // is never put in force.
+  const settle = (seen: string) => {
+    settling = setTimeout(() => {
+      const again = readOrLog(path, log);
+      if (again === undefined || again === text) {
+        settling = undefined;
+      } else if (again === seen) {
+        settling = undefined;
+        apply(again);
+      } else {
+        settle(again);
+      }
+    }, intervalMs);
+    settling.unref();
+  };
+  const reload = () => {
+    const next = readOrLog(path, log);
+    if (next !== undefined && next !== text && settling === undefined) {
+      settle(next);
+    }
+  };
   watchFile(path, { interval: intervalMs, persistent: false }, reload);
   return {
     current: () => policies,
-    close: () => unwatchFile(path, reload),
+    close: () => {
+      clearTimeout(settling);
+      unwatchFile(path, reload);
+    },
   };
+}
+
+function readOrLog(path: string, log: Logger): string | undefined {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (err) {
+    log.error(
+      { path, err },
+      "policy file unreadable; keeping last good policies",
+    );
+    return undefined;
+  }
 }

@@ -30,6 +30,7 @@ export interface RestError {
   status: number;
   code: number;
   message: string;
+  headers?: Record<string, string>;
 }
 
 /** The JSON body of a successful privacyIDEA-style response. */

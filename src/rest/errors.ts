@@ -21,10 +21,18 @@ export function toRestError(err: unknown, operation: RestOperation): RestError {
     return authError(err);
   }
   if (err instanceof RestInputError) {
-    return { status: err.status, code: 905, message: `ERR905: ${err.message}` };
+    return {
+      status: err.status,
+      code: 905,
+      message: `ERR905: ${err.message}`,
+      headers: err.headers,
+    };
   }
   const error = toConnectError(err);
   const message = error.rawMessage;
+  if (operation === "specific" && isCaProblem(error)) {
+    return { status: 400, code: 503, message: `ERR503: ${message}` };
+  }
   switch (error.code) {
     case Code.InvalidArgument:
     case Code.FailedPrecondition:
@@ -39,9 +47,7 @@ export function toRestError(err: unknown, operation: RestOperation): RestError {
         message: "The requested CAConnector could not be found.",
       };
     case Code.Unavailable:
-      return operation === "specific" && !isStoreError(error)
-        ? { status: 400, code: 503, message: `ERR503: ${message}` }
-        : { status: 503, code: 902, message: `ERR902: ${message}` };
+      return { status: 503, code: 902, message: `ERR902: ${message}` };
     default:
       return { status: 500, code: -500, message: restInternalMessage };
   }
@@ -85,6 +91,15 @@ function authError(err: AuthError): RestError {
   }
 }
 
-function isStoreError(error: ConnectError): boolean {
-  return error.cause instanceof StoreUnavailableError;
+/**
+ * Whether a specific-options failure lies with the CA side (a setting the
+ * CA needs, an unreadable TLS file, a wrong key password, an unreachable
+ * worker), which privacyIDEA reports as its CA error 503.
+ */
+function isCaProblem(error: ConnectError): boolean {
+  return (
+    error.code === Code.FailedPrecondition ||
+    (error.code === Code.Unavailable &&
+      !(error.cause instanceof StoreUnavailableError))
+  );
 }

@@ -83,7 +83,7 @@ export function createRestGateway(deps: RestGatewayDeps) {
       if (status >= 500 && status !== 503) {
         log.error({ err, route: route?.label }, "request failed");
       }
-      sendJson(response, status, errorBody(error));
+      sendJson(response, status, errorBody(error), error.headers);
     }
     log.info(
       {
@@ -169,25 +169,27 @@ function saveInput(
       .find((candidate) => candidate.name === type)
       ?.fields.map((field) => [field.key, field.type]) ?? [],
   );
-  const config: Record<string, string> = {};
-  const descriptions: Record<string, string> = {};
+  // Maps, not object literals: a key such as "__proto__" must reach the
+  // validation and be rejected, not vanish into the prototype.
+  const config = new Map<string, string>();
+  const descriptions = new Map<string, string>();
   for (const [key, value] of params) {
     if (controlParams.has(key)) {
       continue;
     }
     if (key.startsWith("desc.")) {
-      descriptions[key.slice(5)] = value;
+      descriptions.set(key.slice(5), value);
     } else if (key.startsWith("type.")) {
       checkDeclaredType(key, value, fieldTypes);
     } else {
-      config[key] = value;
+      config.set(key, value);
     }
   }
   return {
     name,
     type,
-    config,
-    descriptions,
+    config: Object.fromEntries(config),
+    descriptions: Object.fromEntries(descriptions),
     expectedRevision: revisionParam(params.get("expected_revision")),
     validateOnly: flagParam(params.get("validate_only")),
   };
@@ -280,7 +282,9 @@ function resolveRoute(method: string, pathname: string): Route {
 
 function requireMethod(method: string, allowed: string[]): void {
   if (!allowed.includes(method)) {
-    throw new RestInputError(`method ${method} is not allowed here`, 405);
+    throw new RestInputError(`method ${method} is not allowed here`, 405, {
+      allow: allowed.join(", "),
+    });
   }
 }
 

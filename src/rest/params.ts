@@ -8,6 +8,8 @@ export class RestInputError extends Error {
   constructor(
     message: string,
     readonly status = 400,
+    /** Extra response headers, such as `allow` on a 405. */
+    readonly headers: Record<string, string> = {},
   ) {
     super(message);
   }

@@ -6,12 +6,14 @@ export function sendJson(
   response: ServerResponse | Http2ServerResponse,
   status: number,
   body: string,
+  headers: Record<string, string> = {},
 ): void {
   // NOTE: both response classes have writeHead with this signature; the
   // cast only bridges their unrelated declarations.
   (response as ServerResponse).writeHead(status, {
     "content-type": "application/json",
     "content-length": Buffer.byteLength(body),
+    ...headers,
   });
   response.end(body);
 }

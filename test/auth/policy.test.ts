@@ -123,7 +123,11 @@ describe("parsePolicies", () => {
   it("rejects a document that is not a list", () => {
     expect(() => policies("name: p")).toThrow("must be a list of policies");
     expect(() => policies("- [unclosed")).toThrow("not valid YAML or JSON");
-    expect(policies("")).toEqual([]);
+    expect(() => policies("")).toThrow(
+      "is empty; write [] for no admin policies",
+    );
+    expect(() => policies("  \n# nothing\n")).toThrow("is empty");
+    expect(policies("[]")).toEqual([]);
   });
 });
 
@@ -259,6 +263,29 @@ describe("watchPolicyFile", () => {
       expect(source.current().map((p) => p.name)).toEqual(["b"]);
       await writeFile(file, "- {name: d, scope: admin}\n");
       await until(() => source.current()[0]?.name === "d");
+    } finally {
+      source.close();
+    }
+  });
+
+  it("keeps the last good set while a file is rewritten in place", async () => {
+    const file = join(dir, "policy.yaml");
+    await writeFile(
+      file,
+      "- {name: ro, scope: admin, action: caconnectorread}\n",
+    );
+    const source = watchPolicyFile(file, silentLogger(), 20);
+    try {
+      // An in-place rewrite empties the file before writing it again.
+      await writeFile(file, "");
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(source.current().map((p) => p.name)).toEqual(["ro"]);
+      expect(decide(source.current(), alice, "caconnectordelete").allowed).toBe(
+        false,
+      );
+      await writeFile(file, "- name: [\n");
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(source.current().map((p) => p.name)).toEqual(["ro"]);
     } finally {
       source.close();
     }

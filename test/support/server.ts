@@ -1,11 +1,14 @@
 import { randomBytes } from "node:crypto";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SignJWT } from "jose";
 import { createApp } from "../../src/app.js";
 import { Authorizer } from "../../src/auth/authorizer.js";
-import { watchPolicyFile } from "../../src/auth/policy-file.js";
+import {
+  type PolicySource,
+  watchPolicyFile,
+} from "../../src/auth/policy-file.js";
 import { TokenVerifier } from "../../src/auth/tokens.js";
 import type { ConnectorService } from "../../src/domain/connector-service.js";
 import { type Logger, silentLogger } from "../../src/logger.js";
@@ -27,10 +30,12 @@ export interface TestServer {
   /** A token for the given claims (admin "admin" in realm "" by default). */
   token(claims?: TokenOptions): Promise<string>;
   /**
-   * Replaces the policy file with a valid, different one and waits until
-   * the server has loaded it.
+   * Replaces the policy file (atomically) and waits up to `waitMs` for the
+   * server to load it; resolves false when it did not, as for a broken file.
    */
-  setPolicies(yaml: string): Promise<void>;
+  setPolicies(yaml: string, waitMs?: number): Promise<boolean>;
+  /** The policies in force. */
+  policies: PolicySource;
   /** The keys the server encrypts secrets with. */
   secretsKeys: SecretKey[];
   /** Every store method called, in order; clear it with `length = 0`. */
@@ -110,19 +115,22 @@ export async function startTestServer(
     connectors: app.connectors,
     store: realStore,
     token: (claims = {}) => signToken(claims.secret ?? secret, claims),
-    async setPolicies(yaml) {
+    policies,
+    async setPolicies(yaml, waitMs = 5000) {
       const before = policies.current();
-      await writeFile(policyFile, yaml);
-      const deadline = Date.now() + 5000;
-      while (policies.current() === before) {
-        if (Date.now() > deadline) {
-          throw new Error("the server did not load the new policy file");
-        }
-        await new Promise((resolve) => setTimeout(resolve, 10));
+      // Written aside and renamed, as operators and ConfigMaps do, so the
+      // server never sees a half-written file.
+      await writeFile(`${policyFile}.next`, yaml);
+      await rename(`${policyFile}.next`, policyFile);
+      const deadline = Date.now() + waitMs;
+      while (policies.current() === before && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 5));
       }
+      return policies.current() !== before;
     },
     async close() {
       await server.close(0);
+      app.close();
       policies.close();
       await realStore.close();
       await rm(dir, { recursive: true, force: true });
