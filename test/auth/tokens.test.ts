@@ -106,6 +106,26 @@ describe("TokenVerifier with the shared secret", () => {
     expect(await failure(verifier.verify(""))).toBe("malformed");
   });
 
+  it("remembers a verified token only until it expires", async () => {
+    const token = await new SignJWT(claims)
+      .setProtectedHeader({ alg: "HS256" })
+      .setExpirationTime(Math.floor(Date.now() / 1000) + 1)
+      .sign(new TextEncoder().encode(secret));
+    expect((await verifier.verify(token)).username).toBe("alice");
+    expect((await verifier.verify(token)).username).toBe("alice");
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    expect(await failure(verifier.verify(token))).toBe("expired");
+  });
+
+  it("never remembers a token that failed", async () => {
+    const bad = await new SignJWT(claims)
+      .setProtectedHeader({ alg: "HS256" })
+      .setExpirationTime(hour())
+      .sign(new TextEncoder().encode("not the secret"));
+    expect(await failure(verifier.verify(bad))).toBe("malformed");
+    expect(await failure(verifier.verify(bad))).toBe("malformed");
+  });
+
   it("rejects alg none", async () => {
     const token = new UnsecuredJWT(claims).setExpirationTime(hour()).encode();
     expect(await failure(verifier.verify(token))).toBe("malformed");
