@@ -123,17 +123,30 @@ export class WorkerPool {
     output: O,
   ): Promise<MessageShape<O>> {
     const target = targetOf(config);
-    const down = this.#downUntil.get(target.address) ?? 0;
+    // Keyed by all connection settings, not the address alone: an operator
+    // who fixes a wrong CA file is not told "unreachable" from the cooldown
+    // the broken settings earned.
+    const fingerprint = fingerprintOf(target);
+    const down = this.#downUntil.get(fingerprint) ?? 0;
     if (down > this.#now()) {
       throw unreachable(target.address, "did not answer recently");
     }
-    const { client, temporary } = await this.#client(owner, target);
+    const { client, temporary } = await this.#client(
+      owner,
+      target,
+      fingerprint,
+    );
     try {
       return await unary(client, path, input, message, output, timeoutMs);
     } catch (err) {
       if (isUnreachable(err)) {
-        this.#downUntil.set(target.address, this.#now() + cooldownMs);
-        throw unreachable(target.address, describe(err));
+        this.#downUntil.set(fingerprint, this.#now() + cooldownMs);
+        if (owner) {
+          // A fresh channel after the cooldown, rather than one whose
+          // reconnect backoff has grown during the outage.
+          this.release(owner);
+        }
+        throw unreachable(target.address, describe(err), err);
       }
       throw workerError(err);
     } finally {
@@ -143,19 +156,32 @@ export class WorkerPool {
     }
   }
 
-  async #client(owner: string | undefined, target: Target) {
-    const fingerprint = fingerprintOf(target);
+  async #client(
+    owner: string | undefined,
+    target: Target,
+    fingerprint: string,
+  ) {
     const kept = owner ? this.#channels.get(owner) : undefined;
     if (kept && kept.fingerprint === fingerprint) {
       return { client: kept.client, temporary: false };
     }
-    const client = new Client(target.address, await credentialsOf(target), {
+    const creds = await credentialsOf(target);
+    const raced = owner ? this.#channels.get(owner) : undefined;
+    if (raced && raced.fingerprint === fingerprint) {
+      // Another call built the same channel while we read the TLS files.
+      return { client: raced.client, temporary: false };
+    }
+    const client = new Client(target.address, creds, {
       "grpc.enable_http_proxy": target.useProxy ? 1 : 0,
+      // Own subchannels per channel, so one connector's reconnect backoff
+      // is not shared with every other channel to the same address.
+      "grpc.use_local_subchannel_pool": 1,
+      "grpc.max_reconnect_backoff_ms": cooldownMs,
     });
     if (!owner) {
       return { client, temporary: true };
     }
-    kept?.client.close();
+    raced?.client.close();
     this.#channels.set(owner, { fingerprint, client });
     return { client, temporary: false };
   }
@@ -257,7 +283,13 @@ function unary<I extends DescMessage, O extends DescMessage>(
 
 function isUnreachable(err: unknown): boolean {
   const code = (err as Partial<ServiceError> | undefined)?.code;
-  return code === status.UNAVAILABLE || code === status.DEADLINE_EXCEEDED;
+  // We never cancel calls ourselves: CANCELLED means the worker dropped the
+  // connection while the call was in flight.
+  return (
+    code === status.UNAVAILABLE ||
+    code === status.DEADLINE_EXCEEDED ||
+    code === status.CANCELLED
+  );
 }
 
 function describe(err: unknown): string {
@@ -267,10 +299,17 @@ function describe(err: unknown): string {
     : "refused or dropped the connection";
 }
 
-function unreachable(address: string, why: string): ConnectError {
+function unreachable(
+  address: string,
+  why: string,
+  cause?: unknown,
+): ConnectError {
   return new ConnectError(
     `the CA worker at ${address} is unreachable: it ${why}`,
     Code.Unavailable,
+    undefined,
+    undefined,
+    cause,
   );
 }
 
@@ -282,6 +321,9 @@ function workerError(err: unknown): ConnectError {
   return new ConnectError(
     `the CA worker failed: ${detail ?? "unknown error"}`,
     Code.FailedPrecondition,
+    undefined,
+    undefined,
+    err,
   );
 }
 

@@ -66,7 +66,10 @@ export interface FakeWorker {
   release(): void;
   /** Restores the default replies, clears the counters, releases. */
   reset(): void;
-  /** Drops every connection and stops listening. */
+  /**
+   * Drops every connection, with the calls held, and stops listening; a
+   * restarted worker answers at once.
+   */
   stop(): Promise<void>;
   /** Listens again on the same port after `stop()`. */
   restart(): Promise<void>;
@@ -131,22 +134,24 @@ export async function startFakeWorker(
     });
   };
 
-  const getTemplates: handleUnaryCall<GetTemplatesRequest, GetTemplatesReply> =
-    (call, callback) => {
-      calls.GetTemplates++;
-      peers.push(call.getPeer());
-      templateRequests.push(call.request.caName);
-      answer(() => {
-        const { status } = replies;
-        callback(
-          null,
-          create(GetTemplatesReplySchema, {
-            templateNames: status ? [] : replies.templates,
-            status: status ?? { code: 0, message: "" },
-          }),
-        );
-      });
-    };
+  const getTemplates: handleUnaryCall<
+    GetTemplatesRequest,
+    GetTemplatesReply
+  > = (call, callback) => {
+    calls.GetTemplates++;
+    peers.push(call.getPeer());
+    templateRequests.push(call.request.caName);
+    answer(() => {
+      const { status } = replies;
+      callback(
+        null,
+        create(GetTemplatesReplySchema, {
+          templateNames: status ? [] : replies.templates,
+          status: status ?? { code: 0, message: "" },
+        }),
+      );
+    });
+  };
 
   const implementation: UntypedServiceImplementation = {
     GetCAs: getCAs,
@@ -197,6 +202,7 @@ export async function startFakeWorker(
     async stop() {
       // The held calls die with their connections.
       held = [];
+      hanging = false;
       server.server.forceShutdown();
     },
     async restart() {
