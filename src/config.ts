@@ -8,6 +8,7 @@ import {
 } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseSecretKeys, type SecretKey } from "./secrets/secret-box.js";
+import { parseCorsOrigins } from "./server/cors.js";
 import { describeStoreUrl, type StoreKind } from "./store/open-store.js";
 
 const logLevels = [
@@ -35,6 +36,10 @@ export interface Config {
   mscaTimeoutMs: number;
   logLevel: string;
   tls?: { cert: Buffer; key: Buffer };
+  /** Browser origins granted CORS access; none by default. */
+  corsOrigins: string[];
+  /** How long a shutdown waits for requests in flight. */
+  shutdownGraceMs: number;
   /** Files this load created for a development setup, to be logged. */
   created: string[];
 }
@@ -111,6 +116,14 @@ function readConfig(env: NodeJS.ProcessEnv, dev: DevFiles): Config {
       problems,
     ),
     logLevel: read("LOG_LEVEL", "info"),
+    corsOrigins: parseCorsOrigins(read("CORS_ORIGINS", ""), problems),
+    shutdownGraceMs: integer(
+      read("SHUTDOWN_GRACE_MS", "10000"),
+      "SHUTDOWN_GRACE_MS",
+      0,
+      600_000,
+      problems,
+    ),
     created,
   };
   if (!logLevels.includes(config.logLevel)) {

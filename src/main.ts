@@ -11,6 +11,9 @@ import { createLogger } from "./logger.js";
 import { listen } from "./server/http-server.js";
 import { describeStoreUrl, openStore } from "./store/open-store.js";
 
+/** How long closing plugins, policies and the store may take after the grace. */
+const closeAfterGraceMs = 5_000;
+
 /** Starts the service from the environment and stops it on a signal. */
 export async function main(): Promise<void> {
   let config: ReturnType<typeof loadConfig>;
@@ -60,16 +63,30 @@ export async function main(): Promise<void> {
       return;
     }
     stopping = true;
-    logger.info({ signal }, "stopping");
-    await server.close();
+    const graceMs = config.shutdownGraceMs;
+    logger.info({ signal, graceMs }, "stopping");
+    // The server gives up on requests after the grace period; this bounds
+    // what comes after it, such as a database that does not answer a close.
+    setTimeout(() => {
+      logger.error({ signal }, "stop took too long; exiting");
+      process.exit(1);
+    }, graceMs + closeAfterGraceMs).unref();
+    app.drain();
+    await server.close(graceMs);
     app.close();
     policies.close();
     await store.close();
     logger.info("stopped");
     process.exit(0);
   };
-  process.once("SIGTERM", () => void stop("SIGTERM"));
-  process.once("SIGINT", () => void stop("SIGINT"));
+  const stopOn = (signal: string) => {
+    stop(signal).catch((err: unknown) => {
+      logger.error({ err }, "stop failed");
+      process.exit(1);
+    });
+  };
+  process.once("SIGTERM", () => stopOn("SIGTERM"));
+  process.once("SIGINT", () => stopOn("SIGINT"));
 }
 
 main().catch((err: unknown) => {

@@ -56,9 +56,15 @@ export class WorkerPool {
   readonly #channels = new Map<string, Channel>();
   readonly #downUntil = new Map<string, number>();
   readonly #now: () => number;
+  readonly #onCall: (outcome: "ok" | "unavailable" | "error") => void;
 
-  constructor(now: () => number = Date.now) {
+  constructor(
+    now: () => number = Date.now,
+    /** Told the outcome of every call that reached for a worker. */
+    onCall: (outcome: "ok" | "unavailable" | "error") => void = () => {},
+  ) {
     this.#now = now;
+    this.#onCall = onCall;
   }
 
   /** The CA names the worker offers, as <hostname>\<CA name>. */
@@ -129,6 +135,7 @@ export class WorkerPool {
     const fingerprint = fingerprintOf(target);
     const down = this.#downUntil.get(fingerprint) ?? 0;
     if (down > this.#now()) {
+      this.#onCall("unavailable");
       throw unreachable(target.address, "did not answer recently");
     }
     const { client, temporary } = await this.#client(
@@ -137,8 +144,18 @@ export class WorkerPool {
       fingerprint,
     );
     try {
-      return await unary(client, path, input, message, output, timeoutMs);
+      const reply = await unary(
+        client,
+        path,
+        input,
+        message,
+        output,
+        timeoutMs,
+      );
+      this.#onCall("ok");
+      return reply;
     } catch (err) {
+      this.#onCall(isUnreachable(err) ? "unavailable" : "error");
       if (isUnreachable(err)) {
         this.#downUntil.set(fingerprint, this.#now() + cooldownMs);
         if (owner) {

@@ -11,7 +11,9 @@ import type {
   SaveInput,
 } from "../domain/connector-service.js";
 import type { Logger } from "../logger.js";
+import type { RequestObserver } from "../ops/metrics.js";
 import { booleanSpellings, isTrue } from "../plugins/plugin.js";
+import { requestIdOf } from "../server/request-id.js";
 import { sendJson } from "../server/respond.js";
 import { errorBody, successBody } from "./envelope.js";
 import { type RestOperation, toRestError } from "./errors.js";
@@ -36,6 +38,8 @@ export interface RestGatewayDeps {
   authorizer: Authorizer;
   logger: Logger;
   maxBodyBytes: number;
+  /** Counts each request in the request metrics. */
+  observe?: RequestObserver;
 }
 
 interface Route {
@@ -85,12 +89,22 @@ export function createRestGateway(deps: RestGatewayDeps) {
       }
       sendJson(response, status, errorBody(error), error.headers);
     }
+    const durationMs = Math.round((performance.now() - started) * 1000) / 1000;
+    // An unknown path is the caller's text: the log line may show it, the
+    // metrics may not, or every probe would add a series.
+    deps.observe?.({
+      protocol: "rest",
+      procedure: route?.label ?? "unmatched",
+      code: String(status),
+      seconds: durationMs / 1000,
+    });
     log.info(
       {
         route: route?.label ?? `${request.method} ${url.pathname}`,
         status,
-        durationMs: Math.round((performance.now() - started) * 1000) / 1000,
+        durationMs,
         admin: admin?.username,
+        requestId: requestIdOf(request),
       },
       "request",
     );

@@ -13,10 +13,19 @@ export const adminKey = createContextKey<Admin | undefined>(undefined, {
 /**
  * Authorizes every RPC before its handler runs, with the policy action the
  * method declares in the proto (`caconnector.v1.policy_action`). A method
- * without one is refused, so a new RPC cannot ship unguarded.
+ * without one is refused, so a new RPC cannot ship unguarded; only whole
+ * services named public are let through without a token.
  */
-export function authInterceptor(authorizer: Authorizer): Interceptor {
+export function authInterceptor(
+  authorizer: Authorizer,
+  /** Services open to anyone, such as health checking. */
+  publicServices: readonly string[] = [],
+): Interceptor {
+  const open = new Set(publicServices);
   return (next) => async (request) => {
+    if (open.has(request.service.typeName)) {
+      return next(request);
+    }
     const attempt = attemptOf(
       request.method,
       request.stream ? undefined : request.message,

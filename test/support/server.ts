@@ -16,7 +16,7 @@ import {
   parseSecretKeys,
   type SecretKey,
 } from "../../src/secrets/secret-box.js";
-import { listen } from "../../src/server/http-server.js";
+import { listen, type ServerLimits } from "../../src/server/http-server.js";
 import { openStore } from "../../src/store/open-store.js";
 import type { ConnectorStore } from "../../src/store/store.js";
 
@@ -65,6 +65,10 @@ export interface TestServerOptions {
   logger?: Logger;
   /** PEM certificate and key to serve TLS beside plain text. */
   tls?: { cert: Buffer; key: Buffer };
+  /** Browser origins granted CORS access; none by default. */
+  corsOrigins?: string[];
+  /** Server limits to change, such as short timeouts. */
+  limits?: Partial<ServerLimits>;
 }
 
 /**
@@ -95,7 +99,11 @@ export async function startTestServer(
     "test",
   );
   const app = createApp({
-    config: { secretsKeys, mscaTimeoutMs: 1000 },
+    config: {
+      secretsKeys,
+      mscaTimeoutMs: 1000,
+      corsOrigins: options.corsOrigins ?? [],
+    },
     store,
     authorizer,
     logger,
@@ -104,6 +112,7 @@ export async function startTestServer(
     host: "127.0.0.1",
     port: 0,
     tls: options.tls,
+    limits: options.limits,
   });
 
   return {
