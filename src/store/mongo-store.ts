@@ -1,5 +1,6 @@
 import {
   type Collection,
+  type Db,
   type Filter,
   MongoClient,
   MongoClientClosedError,
@@ -48,10 +49,48 @@ const unavailableLabels: string[] = [
 
 /** Settings of the Mongo adapter; the defaults suit production. */
 export interface MongoStoreOptions {
-  /** How long an operation waits for a reachable server; 5000 by default. */
+  /**
+   * How long opening the store waits for a reachable server, so that a
+   * database starting a little after the service does not stop the start;
+   * 5000 by default.
+   */
   serverSelectionTimeoutMS?: number;
   /** How long opening one TCP connection may take; 5000 by default. */
   connectTimeoutMS?: number;
+  /**
+   * How long one store operation may take before it fails as unavailable;
+   * 1500 by default.
+   */
+  operationTimeoutMS?: number;
+  /**
+   * How long operations fail at once after one found the database
+   * unreachable, before the next is let through as a trial; 1000 by default.
+   */
+  retryIntervalMS?: number;
+  /**
+   * How long an outage lasts before the store replaces its driver client,
+   * whose own reconnection can wedge; 5000 by default.
+   */
+  reconnectAfterMS?: number;
+}
+
+/** The state of the breaker while the database is thought to be down. */
+interface Outage {
+  /** When the first failure of this outage happened. */
+  since: number;
+  /** When the next operation may go through as a trial. */
+  retryAt: number;
+  trialRunning: boolean;
+  /** The failure that opened the outage, as the cause of fast failures. */
+  cause: StoreUnavailableError;
+}
+
+/** One driver client and the collections the store reaches through it. */
+interface Link {
+  client: MongoClient;
+  db: Db;
+  connectors: Collection<ConnectorDocument>;
+  counters: Collection<CounterDocument>;
 }
 
 interface ConnectorDocument {
@@ -89,37 +128,47 @@ export async function openMongoStore(
   options: MongoStoreOptions = {},
 ): Promise<ConnectorStore> {
   const log = deps.logger.child({ store: "mongodb" });
-  const client = createClient(url, options);
-  const db = client.db(mongoDatabaseName(url));
-  const connectors = db.collection<ConnectorDocument>(connectorsName);
-  const counters = db.collection<CounterDocument>(countersName);
-
+  let link = await connectLink(url, options);
   try {
-    await client.connect();
-    await createIndexes(connectors);
+    await createIndexes(link.connectors);
   } catch (err) {
-    await client.close().catch(() => undefined);
+    await link.client.close().catch(() => undefined);
     throw translateError(err);
   }
-  log.info({ database: db.databaseName }, "mongodb store opened");
+  log.info({ database: link.db.databaseName }, "mongodb store opened");
 
   let closed = false;
-  async function guarded<T>(run: () => Promise<T>) {
+  const guard = outageGuard(log, options, async () => {
+    const fresh = await connectLink(url, options);
+    if (closed) {
+      await fresh.client.close();
+      return;
+    }
+    const stale = link;
+    link = fresh;
+    // Not awaited: a wedged client may take its time to close, and the
+    // operations still running on it fail as unavailable.
+    stale.client.close().catch(() => undefined);
+  });
+
+  async function guarded<T>(run: (link: Link) => Promise<T>) {
     // NOTE: the driver reconnects on demand after close(), so the store
     // keeps its own flag to make close final.
     if (closed) {
       throw new StoreUnavailableError("mongodb store is closed");
     }
-    try {
-      return await run();
-    } catch (err) {
-      throw translateError(err);
-    }
+    return guard(async () => {
+      try {
+        return await run(link);
+      } catch (err) {
+        throw translateError(err);
+      }
+    });
   }
 
   return {
     list(filter: ConnectorFilter = {}) {
-      return guarded(async () => {
+      return guarded(async ({ connectors }) => {
         const query: Filter<ConnectorDocument> = {};
         if (filter.name !== undefined) {
           query.nameKey = nameKey(filter.name);
@@ -132,18 +181,20 @@ export async function openMongoStore(
     },
 
     get(name: string) {
-      return guarded(async () => {
+      return guarded(async ({ connectors }) => {
         const doc = await connectors.findOne({ nameKey: nameKey(name), name });
         return doc ? fromDocument(doc) : undefined;
       });
     },
 
     create(input: NewConnector, now: Date) {
-      return guarded(() => createConnector(connectors, counters, input, now));
+      return guarded(({ connectors, counters }) =>
+        createConnector(connectors, counters, input, now),
+      );
     },
 
     update(name: string, revision: number, config: ConfigEntry[], now: Date) {
-      return guarded(async () => {
+      return guarded(async ({ connectors }) => {
         const doc = await connectors.findOneAndUpdate(
           { nameKey: nameKey(name), name, revision },
           {
@@ -157,7 +208,7 @@ export async function openMongoStore(
     },
 
     delete(name: string) {
-      return guarded(async () => {
+      return guarded(async ({ connectors }) => {
         const doc = await connectors.findOneAndDelete({
           nameKey: nameKey(name),
           name,
@@ -167,7 +218,7 @@ export async function openMongoStore(
     },
 
     ping() {
-      return guarded(async () => {
+      return guarded(async ({ db }) => {
         await db.command({ ping: 1 });
       });
     },
@@ -175,7 +226,7 @@ export async function openMongoStore(
     async close() {
       if (!closed) {
         closed = true;
-        await client.close();
+        await link.client.close();
         log.info("mongodb store closed");
       }
     },
@@ -194,6 +245,176 @@ export function mongoDatabaseName(url: string): string {
   const slash = hostsAndPath.indexOf("/");
   const path = slash === -1 ? "" : hostsAndPath.slice(slash + 1);
   return path === "" ? defaultMongoDatabase : decodeURIComponent(path);
+}
+
+/**
+ * Wraps store operations so that they fail fast while the database is down
+ * instead of hanging: the driver alone waits out server selection (5 s) on
+ * every operation, and forever on a connection whose peer went silent.
+ *
+ * Every operation runs under a deadline. After a failure that says the
+ * database is unreachable, operations fail at once without reaching the
+ * driver until `retryIntervalMS` has passed; then one goes through as a
+ * trial while the others keep failing fast. Any answer from the database
+ * ends the outage. ping() takes the same path, so readiness follows.
+ *
+ * An outage that outlasts `reconnectAfterMS` also has `reconnect` called,
+ * at most once per that interval, to replace the driver client.
+ *
+ * NOTE: the driver's own recovery can wedge for good: when the server closes
+ * the monitoring connection just as a heartbeat starts, the heartbeat waits
+ * forever for the socket to drain, and every later operation waits for a
+ * monitor that never reports (seen with mongodb 7.9 when a network partition
+ * heals). Only a new client gets out of that without a restart.
+ */
+function outageGuard(
+  log: Logger,
+  options: MongoStoreOptions,
+  reconnect: () => Promise<void>,
+): <T>(run: () => Promise<T>) => Promise<T> {
+  const operationTimeoutMS = options.operationTimeoutMS ?? 1500;
+  const retryIntervalMS = options.retryIntervalMS ?? 1000;
+  const reconnectAfterMS = options.reconnectAfterMS ?? 5000;
+  let outage: Outage | undefined;
+  let reconnecting = false;
+  let lastReconnect = 0;
+
+  /** Throws while in an outage; true when the caller is the trial. */
+  function admit(): boolean {
+    if (!outage) {
+      return false;
+    }
+    if (outage.trialRunning || Date.now() < outage.retryAt) {
+      throw new StoreUnavailableError(
+        "mongodb is unavailable (failing fast after a recent failure)",
+        { cause: outage.cause },
+      );
+    }
+    outage.trialRunning = true;
+    return true;
+  }
+
+  function failed(cause: StoreUnavailableError): void {
+    const now = Date.now();
+    if (!outage) {
+      log.warn({ err: cause }, "mongodb unreachable, failing fast");
+    }
+    outage = {
+      since: outage?.since ?? now,
+      retryAt: now + retryIntervalMS,
+      // A late failure must not start a second trial beside a running one;
+      // the trial clears the flag when it ends.
+      trialRunning: outage?.trialRunning ?? false,
+      cause,
+    };
+    if (
+      !reconnecting &&
+      now - outage.since >= reconnectAfterMS &&
+      now - lastReconnect >= reconnectAfterMS
+    ) {
+      replaceClient(now);
+    }
+  }
+
+  function replaceClient(now: number): void {
+    reconnecting = true;
+    lastReconnect = now;
+    reconnect()
+      .then(
+        () => {
+          log.info("mongodb client replaced");
+          // The new client has reached a server: try it at once.
+          if (outage) {
+            outage.retryAt = Date.now();
+          }
+        },
+        (err: unknown) => log.warn({ err }, "mongodb client not replaced"),
+      )
+      .finally(() => {
+        reconnecting = false;
+      });
+  }
+
+  function answered(): void {
+    if (outage) {
+      outage = undefined;
+      log.info("mongodb answers again");
+    }
+  }
+
+  return async (run) => {
+    const trial = admit();
+    try {
+      const result = await withDeadline(run(), operationTimeoutMS);
+      answered();
+      return result;
+    } catch (err) {
+      if (err instanceof StoreUnavailableError) {
+        failed(err);
+      } else {
+        answered();
+      }
+      throw err;
+    } finally {
+      if (trial && outage) {
+        outage.trialRunning = false;
+      }
+    }
+  };
+}
+
+/**
+ * Settles like `operation`, or rejects with `StoreUnavailableError` once
+ * `timeoutMS` has passed.
+ *
+ * NOTE: the driver cannot cancel a write, so an operation that misses its
+ * deadline goes on in the background and may still be applied; the caller
+ * sees UNAVAILABLE, which never promises that nothing was written. Server
+ * selection and the driver's monitor end such operations within seconds.
+ */
+async function withDeadline<T>(
+  operation: Promise<T>,
+  timeoutMS: number,
+): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      reject(
+        new StoreUnavailableError(
+          `mongodb is unavailable (no answer within ${timeoutMS} ms)`,
+        ),
+      );
+    }, timeoutMS);
+  });
+  try {
+    return await Promise.race([operation, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Connects a new driver client; throws `StoreUnavailableError` when no
+ * server answers within `serverSelectionTimeoutMS`.
+ */
+async function connectLink(
+  url: string,
+  options: MongoStoreOptions,
+): Promise<Link> {
+  const client = createClient(url, options);
+  try {
+    await client.connect();
+  } catch (err) {
+    await client.close().catch(() => undefined);
+    throw translateError(err);
+  }
+  const db = client.db(mongoDatabaseName(url));
+  return {
+    client,
+    db,
+    connectors: db.collection<ConnectorDocument>(connectorsName),
+    counters: db.collection<CounterDocument>(countersName),
+  };
 }
 
 function createClient(url: string, options: MongoStoreOptions): MongoClient {
