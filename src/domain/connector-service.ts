@@ -22,6 +22,14 @@ import { nameViolation } from "./names.js";
 /** How often a save re-reads and retries when another write got in first. */
 const maxSaveAttempts = 8;
 
+/**
+ * How long a built list may be served while the store's generation stays
+ * the same. Connector data is never older than the last write; this bounds
+ * how old templates (read from files and CA workers) may be, and how long
+ * another instance may miss a write whose generation bump failed.
+ */
+export const listMaxAgeMs = 5000;
+
 /** What the domain needs from the rest of the process. */
 export interface ConnectorServiceDeps {
   store: ConnectorStore;
@@ -31,6 +39,8 @@ export interface ConnectorServiceDeps {
   clock: () => Date;
   /** Deadline handed to plugins for remote calls. */
   pluginTimeoutMs: number;
+  /** Milliseconds of a monotonic clock; `performance.now` by default. */
+  monotonicNow?: () => number;
 }
 
 /** A connector as clients see it: secrets censored, templates resolved. */
@@ -44,6 +54,20 @@ export interface ConnectorView {
   revision: number;
   createTime: Date;
   updateTime: Date;
+}
+
+/**
+ * Every connector as built at one store generation. Views are frozen and
+ * shared by every reader of the snapshot, so adapters may key what they
+ * render from them on their identity.
+ */
+interface Snapshot {
+  generation: string;
+  /** The service's own epoch, moved on when a plugin's answer changed. */
+  epoch: number;
+  builtAt: number;
+  views: readonly ConnectorView[];
+  byName: ReadonlyMap<string, ConnectorView>;
 }
 
 /** A create-or-update request. */
@@ -81,35 +105,104 @@ export interface ConnectorTypeView {
 export class ConnectorService {
   readonly #deps: ConnectorServiceDeps;
   readonly #log: Logger;
+  readonly #now: () => number;
+  #snapshot: Snapshot | undefined;
+  /** The build in progress, which concurrent readers of its generation share. */
+  #building:
+    | { generation: string; epoch: number; done: Promise<Snapshot> }
+    | undefined;
+  #epoch = 0;
 
   constructor(deps: ConnectorServiceDeps) {
     this.#deps = deps;
     this.#log = deps.logger.child({ component: "connectors" });
+    this.#now = deps.monotonicNow ?? (() => performance.now());
   }
 
-  /** Connectors ordered by id, optionally filtered by exact name or type. */
+  /**
+   * Connectors ordered by id, optionally filtered by exact name or type.
+   * The unfiltered list is the same frozen array for as long as nothing
+   * changed; callers must not modify what they get.
+   */
   async list(filter: {
     name?: string;
     type?: string;
-  }): Promise<ConnectorView[]> {
+  }): Promise<readonly ConnectorView[]> {
     if (filter.name) {
       throwIfBadName(filter.name);
     }
-    const stored = await this.#deps.store.list({
-      ...(filter.name ? { name: filter.name } : {}),
-      ...(filter.type ? { type: filter.type } : {}),
-    });
-    return Promise.all(stored.map((connector) => this.#view(connector)));
+    const snapshot = await this.#current();
+    let views = snapshot.views;
+    if (filter.name) {
+      const view = snapshot.byName.get(filter.name);
+      views = view ? [view] : [];
+    }
+    if (filter.type) {
+      views = views.filter((view) => view.type === filter.type);
+    }
+    return views;
   }
 
   /** One connector by exact name; NOT_FOUND when absent. */
   async get(name: string): Promise<ConnectorView> {
     throwIfBadName(name);
-    const stored = await this.#deps.store.get(name);
-    if (!stored) {
+    const view = (await this.#current()).byName.get(name);
+    if (!view) {
       throw notFound(name);
     }
-    return this.#view(stored);
+    return view;
+  }
+
+  /**
+   * The snapshot of the store's current generation: the cached one while
+   * the generation holds and it is younger than `listMaxAgeMs`, else a new
+   * one. Reading the generation first means a snapshot is never filed under
+   * a generation newer than its data.
+   */
+  async #current(): Promise<Snapshot> {
+    const generation = await this.#deps.store.generation();
+    const epoch = this.#epoch;
+    const cached = this.#snapshot;
+    if (
+      cached?.generation === generation &&
+      cached.epoch === epoch &&
+      this.#now() - cached.builtAt < listMaxAgeMs
+    ) {
+      return cached;
+    }
+    const building = this.#building;
+    if (building?.generation === generation && building.epoch === epoch) {
+      return building.done;
+    }
+    const done = this.#build(generation, epoch);
+    this.#building = { generation, epoch, done };
+    try {
+      const snapshot = await done;
+      // A build that started later may have finished first.
+      if (!this.#snapshot || this.#snapshot.builtAt <= snapshot.builtAt) {
+        this.#snapshot = snapshot;
+      }
+      return snapshot;
+    } finally {
+      if (this.#building?.done === done) {
+        this.#building = undefined;
+      }
+    }
+  }
+
+  async #build(generation: string, epoch: number): Promise<Snapshot> {
+    const builtAt = this.#now();
+    const stored = await this.#deps.store.list();
+    const views = await Promise.all(
+      stored.map(async (connector) => freezeView(await this.#view(connector))),
+    );
+    return {
+      generation,
+      epoch,
+      builtAt,
+      views: Object.freeze(views),
+      byName: new Map(views.map((view) => [view.name, view])),
+    };
   }
 
   /** Deletes a connector by exact name and returns its id. */
@@ -391,8 +484,14 @@ export class ConnectorService {
     return {
       timeoutMs: this.#deps.pluginTimeoutMs,
       ...(signal ? { signal } : {}),
+      changed: this.#changed,
     };
   }
+
+  /** Makes the next read build its list again; handed to plugins. */
+  readonly #changed = (): void => {
+    this.#epoch++;
+  };
 }
 
 function checkPreconditions(
@@ -447,4 +546,12 @@ function revisionConflict(name: string): ConnectError {
 
 function compare(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** Freezes a view and the objects it holds, so that readers share it safely. */
+function freezeView(view: ConnectorView): ConnectorView {
+  Object.freeze(view.data);
+  Object.freeze(view.descriptions);
+  Object.freeze(view.templates);
+  return Object.freeze(view);
 }

@@ -13,6 +13,7 @@ const timedOperations = new Set<PropertyKey>([
   "create",
   "update",
   "delete",
+  "generation",
   "ping",
 ]);
 

@@ -105,8 +105,12 @@ export function createMicrosoftPlugin(
     entry.refreshing = true;
     fetchTemplates(config, context)
       .then((value) => {
+        const changed = JSON.stringify(value) !== JSON.stringify(entry.value);
         entry.value = value;
         entry.fetchedAt = now();
+        if (changed) {
+          context.changed?.();
+        }
       })
       .catch(() => {
         // NOTE: an unreachable worker keeps the last templates shown; the

@@ -44,6 +44,12 @@ export interface PluginContext {
    * not stored.
    */
   connector?: string;
+  /**
+   * Tells the core that an answer the plugin gave from memory (such as
+   * templates fetched in the background) has changed, so that lists built
+   * with the old answer are built again.
+   */
+  changed?: () => void;
 }
 
 /**

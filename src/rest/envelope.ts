@@ -33,8 +33,27 @@ export interface RestError {
   headers?: Record<string, string>;
 }
 
-/** The JSON body of a successful privacyIDEA-style response. */
+/** A value already serialized as JSON text, spliced into a body as is. */
+export class JsonText {
+  constructor(readonly text: string) {}
+}
+
+const versionFields =
+  `"version":${JSON.stringify(`caconnector ${serviceVersion}`)},` +
+  `"versionnumber":${JSON.stringify(serviceVersion)}`;
+
+/**
+ * The JSON body of a successful privacyIDEA-style response. A `JsonText`
+ * value goes in without being serialized again; the text is the one
+ * `JSON.stringify` would give for the whole object.
+ */
 export function successBody(value: unknown): string {
+  if (value instanceof JsonText) {
+    return (
+      `{"id":1,"jsonrpc":"2.0","result":{"status":true,"value":${value.text}},` +
+      `"time":${Date.now() / 1000},${versionFields}}`
+    );
+  }
   return JSON.stringify({
     id: 1,
     jsonrpc: "2.0",

@@ -15,7 +15,7 @@ import type { RequestObserver } from "../ops/metrics.js";
 import { booleanSpellings, isTrue } from "../plugins/plugin.js";
 import { requestIdOf } from "../server/request-id.js";
 import { sendJson } from "../server/respond.js";
-import { errorBody, successBody } from "./envelope.js";
+import { errorBody, JsonText, successBody } from "./envelope.js";
 import { type RestOperation, toRestError } from "./errors.js";
 import { parseParams, RestInputError, readBody } from "./params.js";
 
@@ -122,7 +122,7 @@ async function perform(
   switch (route.operation) {
     case "list": {
       const filter = route.name ? { name: route.name } : {};
-      return (await connectors.list(filter)).map(listEntry);
+      return listText(await connectors.list(filter));
     }
     case "specific": {
       const config = Object.fromEntries(
@@ -308,6 +308,30 @@ function decodeSegment(segment: string): string {
   } catch {
     throw new RestInputError("the path is not valid percent-encoding");
   }
+}
+
+// Rendered JSON of views and of whole unfiltered lists. The domain hands
+// out the same frozen objects until something changes, so these hold each
+// text for exactly as long as it is current.
+const entryTexts = new WeakMap<ConnectorView, string>();
+const listTexts = new WeakMap<readonly ConnectorView[], JsonText>();
+
+/** The JSON of a list's `value`, rendered once per list and per view. */
+function listText(views: readonly ConnectorView[]): JsonText {
+  let text = listTexts.get(views);
+  if (!text) {
+    const entries = views.map((view) => {
+      let entry = entryTexts.get(view);
+      if (entry === undefined) {
+        entry = JSON.stringify(listEntry(view));
+        entryTexts.set(view, entry);
+      }
+      return entry;
+    });
+    text = new JsonText(`[${entries.join(",")}]`);
+    listTexts.set(views, text);
+  }
+  return text;
 }
 
 /** A list entry in the shape privacyIDEA returns, plus id and revision. */

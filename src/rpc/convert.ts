@@ -5,14 +5,47 @@ import {
   CaConnectorSchema,
   type ConnectorType,
   ConnectorTypeSchema,
+  type ListCaConnectorsResponse,
+  ListCaConnectorsResponseSchema,
 } from "../../gen/caconnector/v1/caconnector_pb.js";
 import type {
   ConnectorTypeView,
   ConnectorView,
 } from "../domain/connector-service.js";
 
-/** The wire form of a connector. */
+// The domain hands out the same frozen views until something changes, so a
+// message built from one stays right for as long as the view is in use.
+const messages = new WeakMap<ConnectorView, CaConnector>();
+const listResponses = new WeakMap<
+  readonly ConnectorView[],
+  ListCaConnectorsResponse
+>();
+
+/** The wire form of a connector, built once per view. */
 export function connectorMessage(view: ConnectorView): CaConnector {
+  let message = messages.get(view);
+  if (!message) {
+    message = buildConnectorMessage(view);
+    messages.set(view, message);
+  }
+  return message;
+}
+
+/** The list response for views, built once per list the domain returns. */
+export function listResponse(
+  views: readonly ConnectorView[],
+): ListCaConnectorsResponse {
+  let response = listResponses.get(views);
+  if (!response) {
+    response = create(ListCaConnectorsResponseSchema, {
+      connectors: views.map(connectorMessage),
+    });
+    listResponses.set(views, response);
+  }
+  return response;
+}
+
+function buildConnectorMessage(view: ConnectorView): CaConnector {
   return create(CaConnectorSchema, {
     id: BigInt(view.id),
     name: view.name,

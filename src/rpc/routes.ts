@@ -5,6 +5,7 @@ import { invalidArgument } from "../domain/errors.js";
 import {
   connectorMessage,
   connectorTypeMessage,
+  listResponse,
   toSafeNumber,
 } from "./convert.js";
 
@@ -22,7 +23,7 @@ export function registerCaConnectorService(
         name: request.name,
         type: request.type,
       });
-      return { connectors: views.map(connectorMessage) };
+      return listResponse(views);
     },
 
     async getCaConnector(request) {

@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import {
   type Collection,
   type Db,
@@ -31,6 +32,8 @@ export const defaultMongoDatabase = "caconnector";
 const connectorsName = "caconnectors";
 const countersName = "counters";
 const idCounter = "caconnectors";
+/** The counters document whose token changes on every connector write. */
+const generationId = "caconnectors-generation";
 const duplicateKeyCode = 11000;
 
 // On MongoDB the first id drawn always fits; the bound only matters on
@@ -91,6 +94,7 @@ interface Link {
   db: Db;
   connectors: Collection<ConnectorDocument>;
   counters: Collection<CounterDocument>;
+  generations: Collection<GenerationDocument>;
 }
 
 interface ConnectorDocument {
@@ -111,6 +115,17 @@ interface ConnectorDocument {
 interface CounterDocument {
   _id: string;
   seq: number;
+}
+
+/**
+ * Beside the id counter: a random token replaced after every write, so that
+ * instances can tell cheaply whether anything changed. A random value rather
+ * than $inc, which FerretDB 1.x does not apply atomically: two racing
+ * replacements still leave a value no reader has seen.
+ */
+interface GenerationDocument {
+  _id: string;
+  token: string;
 }
 
 /**
@@ -166,6 +181,42 @@ export async function openMongoStore(
     });
   }
 
+  // Writes through this instance change its own generation even when the
+  // shared token could not be replaced.
+  let ownWrites = 0;
+
+  /**
+   * Replaces the shared generation token after a write that changed a
+   * connector. A failure here does not fail the write, which is done: other
+   * instances then notice the change when their cached list expires.
+   */
+  async function changed<T>(link: Link, result: T): Promise<T> {
+    if (result === undefined) {
+      return result;
+    }
+    ownWrites++;
+    for (let attempt = 1; attempt <= 2; attempt++) {
+      try {
+        await link.generations.updateOne(
+          { _id: generationId },
+          { $set: { token: randomUUID() } },
+          { upsert: true },
+        );
+        break;
+      } catch (err) {
+        // Two first-ever upserts may race on the _id; the loser sets again.
+        if (attempt === 2 || !isDuplicateKey(err)) {
+          log.warn(
+            { err: translateError(err) },
+            "generation not replaced after a write; other instances see it when their cached list expires",
+          );
+          break;
+        }
+      }
+    }
+    return result;
+  }
+
   return {
     list(filter: ConnectorFilter = {}) {
       return guarded(async ({ connectors }) => {
@@ -188,14 +239,17 @@ export async function openMongoStore(
     },
 
     create(input: NewConnector, now: Date) {
-      return guarded(({ connectors, counters }) =>
-        createConnector(connectors, counters, input, now),
+      return guarded(async (link) =>
+        changed(
+          link,
+          await createConnector(link.connectors, link.counters, input, now),
+        ),
       );
     },
 
     update(name: string, revision: number, config: ConfigEntry[], now: Date) {
-      return guarded(async ({ connectors }) => {
-        const doc = await connectors.findOneAndUpdate(
+      return guarded(async (link) => {
+        const doc = await link.connectors.findOneAndUpdate(
           { nameKey: nameKey(name), name, revision },
           {
             $set: { config: config.map(toEntry), updateTime: now },
@@ -203,17 +257,24 @@ export async function openMongoStore(
           },
           { returnDocument: "after" },
         );
-        return doc ? fromDocument(doc) : undefined;
+        return changed(link, doc ? fromDocument(doc) : undefined);
       });
     },
 
     delete(name: string) {
-      return guarded(async ({ connectors }) => {
-        const doc = await connectors.findOneAndDelete({
+      return guarded(async (link) => {
+        const doc = await link.connectors.findOneAndDelete({
           nameKey: nameKey(name),
           name,
         });
-        return doc ? fromDocument(doc) : undefined;
+        return changed(link, doc ? fromDocument(doc) : undefined);
+      });
+    },
+
+    generation() {
+      return guarded(async ({ generations }) => {
+        const doc = await generations.findOne({ _id: generationId });
+        return `${doc?.token ?? "none"}.${ownWrites}`;
       });
     },
 
@@ -414,6 +475,7 @@ async function connectLink(
     db,
     connectors: db.collection<ConnectorDocument>(connectorsName),
     counters: db.collection<CounterDocument>(countersName),
+    generations: db.collection<GenerationDocument>(countersName),
   };
 }
 

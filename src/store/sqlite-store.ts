@@ -95,6 +95,16 @@ export function openSqliteStore(
     }
   }
 
+  // data_version changes when another connection commits to the file, but
+  // not for this connection's own writes, which this counter adds.
+  let ownWrites = 0;
+  function wrote<T>(result: T): T {
+    if (result !== undefined) {
+      ownWrites++;
+    }
+    return result;
+  }
+
   log.info({ location }, "sqlite store opened");
   return {
     list(filter: ConnectorFilter = {}) {
@@ -123,7 +133,7 @@ export function openSqliteStore(
         if (!row) {
           throw new Error("insert returned no row");
         }
-        return fromRow(row);
+        return wrote(fromRow(row));
       }, input.name);
     },
 
@@ -136,14 +146,20 @@ export function openSqliteStore(
           name,
           revision,
         );
-        return row && fromRow(row);
+        return wrote(row && fromRow(row));
       });
     },
 
     delete(name: string) {
       return guarded(() => {
         const row = statements.delete.get(nameKey(name), name);
-        return row && fromRow(row);
+        return wrote(row && fromRow(row));
+      });
+    },
+
+    generation() {
+      return guarded(() => {
+        return `${statements.dataVersion.get()}.${ownWrites}`;
       });
     },
 
@@ -232,6 +248,8 @@ function prepareStatements(db: Database.Database) {
       `DELETE FROM connectors WHERE ${byName} RETURNING ${columns}`,
     ),
     ping: db.prepare<[], unknown>("SELECT 1"),
+    // pluck: the statement returns the bare number, not a row object.
+    dataVersion: db.prepare<[], number>("PRAGMA data_version").pluck(),
   };
 }
 

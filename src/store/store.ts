@@ -77,6 +77,15 @@ export interface ConnectorStore {
   /** Deletes the named connector and returns it, or `undefined`. */
   delete(name: string): Promise<StoredConnector | undefined>;
 
+  /**
+   * A token that differs from every earlier one after a connector was
+   * created, updated or deleted through any instance on the same database,
+   * so that a reader may keep what it built from a list for as long as the
+   * token stays the same. It may also change when nothing did. Cheap: a
+   * pragma on SQLite, one small document on MongoDB.
+   */
+  generation(): Promise<string>;
+
   /** Resolves when the database answers; throws `StoreUnavailableError`. */
   ping(): Promise<void>;
 

@@ -4,6 +4,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { BadRequestSchema } from "../../gen/google/rpc/error_details_pb.js";
 import {
   ConnectorService,
+  listMaxAgeMs,
   type SaveInput,
 } from "../../src/domain/connector-service.js";
 import { silentLogger } from "../../src/logger.js";
@@ -313,5 +314,78 @@ describe("reads", () => {
     expect(await service.specificOptions("local", {})).toEqual({
       templates: [],
     });
+  });
+});
+
+describe("the read snapshot", () => {
+  /** A service on `store` whose monotonic clock the test moves. */
+  function serviceAt(clock: { ms: number }, registry = builtinRegistry()) {
+    return new ConnectorService({
+      store,
+      registry,
+      secrets: new SecretBox(
+        parseSecretKeys(randomBytes(32).toString("base64"), "test"),
+      ),
+      logger: silentLogger(),
+      clock: () => now,
+      pluginTimeoutMs: 1000,
+      monotonicNow: () => clock.ms,
+    });
+  }
+
+  /** Counts the store's list calls. */
+  function countLists(): { lists: number } {
+    const counter = { lists: 0 };
+    const list = store.list.bind(store);
+    store.list = (filter) => {
+      counter.lists++;
+      return list(filter);
+    };
+    return counter;
+  }
+
+  it("is built again once it is older than listMaxAgeMs", async () => {
+    const clock = { ms: 0 };
+    const reader = serviceAt(clock);
+    await save({});
+    const counter = countLists();
+
+    await reader.list({});
+    clock.ms = listMaxAgeMs - 1;
+    await reader.get("ca1");
+    expect(counter.lists).toBe(1);
+
+    clock.ms = listMaxAgeMs;
+    await reader.list({});
+    expect(counter.lists).toBe(2);
+  });
+
+  it("is built again when a plugin says its answer changed", async () => {
+    const clock = { ms: 0 };
+    let changed: (() => void) | undefined;
+    let templates: Record<string, string> = { v1: "" };
+    const registry = builtinRegistry();
+    const plugin = registry.get("local");
+    if (!plugin) throw new Error("no local plugin");
+    plugin.templates = async (_config, context) => {
+      changed = context.changed;
+      return templates;
+    };
+    const reader = serviceAt(clock, registry);
+    await save({});
+
+    expect((await reader.get("ca1")).templates).toEqual({ v1: "" });
+    templates = { v2: "" };
+    expect((await reader.get("ca1")).templates).toEqual({ v1: "" });
+    changed?.();
+    expect((await reader.get("ca1")).templates).toEqual({ v2: "" });
+  });
+
+  it("hands out frozen views that callers cannot change", async () => {
+    await save({});
+    const [view] = await service.list({});
+    expect(Object.isFrozen(view)).toBe(true);
+    expect(Object.isFrozen(view?.data)).toBe(true);
+    expect(await service.list({})).toBe(await service.list({}));
   });
 });

@@ -335,6 +335,49 @@ export function describeStoreConformance(
       expect(await second.list()).toEqual([]);
     });
 
+    it("changes the generation on every write, through either instance", async () => {
+      const { first, second } = stores();
+      // Tokens compare only within one instance.
+      const seen = [new Set<string>(), new Set<string>()];
+      async function step(label: string) {
+        const tokens = [await first.generation(), await second.generation()];
+        tokens.forEach((token, i) => {
+          expect(typeof token, label).toBe("string");
+          expect(seen[i]?.has(token), `${label}: ${token} seen before`).toBe(
+            false,
+          );
+          seen[i]?.add(token);
+        });
+      }
+
+      await step("start");
+      await first.create(connector("Gen"), created);
+      await step("create through the first");
+      await second.update("Gen", 1, [entry("cacert", "/g.pem")], updated);
+      await step("update through the second");
+      await first.delete("Gen");
+      await step("delete through the first");
+    });
+
+    it("keeps the generation while nothing is written", async () => {
+      const { first, second } = stores();
+      await first.create(connector("Still"), created);
+      const before = [await first.generation(), await second.generation()];
+
+      await first.list();
+      await second.get("Still");
+      await second.update("Still", 7, [], updated);
+      await first.delete("absent");
+      await second.update("absent", 1, [], updated);
+      await expect(
+        first.create(connector("still"), updated),
+      ).rejects.toBeInstanceOf(NameTakenError);
+
+      expect([await first.generation(), await second.generation()]).toEqual(
+        before,
+      );
+    });
+
     // NOTE: on a server with racy conditional updates, this test is expected
     // to fail; see ConformanceOptions.
     const raceTest = options.racyConditionalUpdates ? it.fails : it;

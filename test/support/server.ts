@@ -69,6 +69,11 @@ export interface TestServerOptions {
   corsOrigins?: string[];
   /** Server limits to change, such as short timeouts. */
   limits?: Partial<ServerLimits>;
+  /**
+   * The token secret and secrets keys, for instances that share a store;
+   * fresh random ones by default.
+   */
+  shared?: { secret: string; secretsKeys: SecretKey[] };
 }
 
 /**
@@ -85,7 +90,8 @@ export async function startTestServer(
   await writeFile(policyFile, options.policies ?? "[]\n");
   const policies = watchPolicyFile(policyFile, logger, 20);
 
-  const secret = randomBytes(24).toString("base64url");
+  const secret =
+    options.shared?.secret ?? randomBytes(24).toString("base64url");
   const authorizer = new Authorizer({
     verifier: new TokenVerifier(secret),
     policies,
@@ -94,10 +100,9 @@ export async function startTestServer(
   const storeCalls: string[] = [];
   const realStore = await openStore(options.storeUrl ?? "memory", { logger });
   const store = recording(realStore, storeCalls);
-  const secretsKeys = parseSecretKeys(
-    randomBytes(32).toString("base64"),
-    "test",
-  );
+  const secretsKeys =
+    options.shared?.secretsKeys ??
+    parseSecretKeys(randomBytes(32).toString("base64"), "test");
   const app = createApp({
     config: {
       secretsKeys,
