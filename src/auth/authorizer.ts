@@ -17,6 +17,8 @@ export interface Attempt {
   connector?: string | undefined;
   /** Whether the request changes state, which makes it audited. */
   write: boolean;
+  /** The id of the request, so audit lines join its other log lines. */
+  requestId?: string | undefined;
 }
 
 /**
@@ -53,6 +55,7 @@ export class Authorizer {
             connector: attempt.connector,
             admin: seen.admin?.username,
             outcome: `denied:${err.failure}`,
+            requestId: attempt.requestId,
           },
           "denied",
         );
@@ -70,6 +73,7 @@ export class Authorizer {
         admin: admin.username,
         realm: admin.realm,
         outcome,
+        requestId: attempt.requestId,
       },
       "write",
     );

@@ -3,7 +3,7 @@ import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import type { DescMethod } from "@bufbuild/protobuf";
 import { CaConnectorService } from "../../gen/caconnector/v1/caconnector_pb.js";
 import { attemptOf } from "../auth/attempt.js";
-import type { Authorizer, HeaderReader } from "../auth/authorizer.js";
+import type { Attempt, Authorizer, HeaderReader } from "../auth/authorizer.js";
 import type { Admin } from "../auth/tokens.js";
 import type {
   ConnectorService,
@@ -77,9 +77,12 @@ export function createRestGateway(deps: RestGatewayDeps) {
     let status = 200;
     try {
       route = resolveRoute(request.method ?? "GET", url.pathname);
-      const attempt = attemptOf(route.method, { name: route.name });
+      const attempt: Attempt = {
+        ...attemptOf(route.method, { name: route.name }),
+        requestId: requestIdOf(request),
+      };
       admin = await deps.authorizer.authorize(headerReader(request), attempt);
-      const value = await perform(deps, route, request, url, admin);
+      const value = await perform(deps, route, request, url, admin, attempt);
       sendJson(response, 200, successBody(value));
     } catch (err) {
       const error = toRestError(err, route?.operation ?? "list");
@@ -117,6 +120,7 @@ async function perform(
   request: Request,
   url: URL,
   admin: Admin,
+  attempt: Attempt,
 ): Promise<unknown> {
   const { connectors } = deps;
   switch (route.operation) {
@@ -138,12 +142,12 @@ async function perform(
         body,
       );
       const input = saveInput(route.name ?? "", params, connectors);
-      return audited(deps, admin, route, async () => {
+      return audited(deps, admin, attempt, async () => {
         return (await connectors.save(input)).id;
       });
     }
     case "delete":
-      return audited(deps, admin, route, () =>
+      return audited(deps, admin, attempt, () =>
         connectors.delete(route.name ?? ""),
       );
   }
@@ -153,10 +157,9 @@ async function perform(
 async function audited<T>(
   deps: RestGatewayDeps,
   admin: Admin,
-  route: Route,
+  attempt: Attempt,
   write: () => Promise<T>,
 ): Promise<T> {
-  const attempt = attemptOf(route.method, { name: route.name });
   try {
     const result = await write();
     deps.authorizer.recordWrite(admin, attempt, "ok");

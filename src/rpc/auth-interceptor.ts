@@ -1,14 +1,10 @@
-import { Code, createContextKey, type Interceptor } from "@connectrpc/connect";
+import { Code, type Interceptor } from "@connectrpc/connect";
 import { attemptOf } from "../auth/attempt.js";
 import type { Authorizer } from "../auth/authorizer.js";
 import { AuthError } from "../auth/errors.js";
 import type { Admin } from "../auth/tokens.js";
 import { toConnectError } from "../domain/errors.js";
-
-/** The authenticated admin of an RPC, for handlers and the request log. */
-export const adminKey = createContextKey<Admin | undefined>(undefined, {
-  description: "authenticated admin",
-});
+import { adminKey, requestIdKey } from "./context-keys.js";
 
 /**
  * Authorizes every RPC before its handler runs, with the policy action the
@@ -26,10 +22,13 @@ export function authInterceptor(
     if (open.has(request.service.typeName)) {
       return next(request);
     }
-    const attempt = attemptOf(
-      request.method,
-      request.stream ? undefined : request.message,
-    );
+    const attempt = {
+      ...attemptOf(
+        request.method,
+        request.stream ? undefined : request.message,
+      ),
+      requestId: request.contextValues.get(requestIdKey),
+    };
     let admin: Admin;
     try {
       admin = await authorizer.authorize(request.header, attempt);

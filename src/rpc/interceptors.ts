@@ -1,13 +1,10 @@
-import { Code, createContextKey, type Interceptor } from "@connectrpc/connect";
+import { Code, type Interceptor } from "@connectrpc/connect";
 import { toConnectError } from "../domain/errors.js";
 import type { Logger } from "../logger.js";
 import type { RequestObserver, RequestProtocol } from "../ops/metrics.js";
-import { adminKey } from "./auth-interceptor.js";
+import { adminKey, requestIdKey } from "./context-keys.js";
 
-/** The id of the request an RPC came in with, for its log line. */
-export const requestIdKey = createContextKey<string | undefined>(undefined, {
-  description: "request id",
-});
+export { requestIdKey } from "./context-keys.js";
 
 /**
  * Logs one line per RPC, counts it in the request metrics, and turns every

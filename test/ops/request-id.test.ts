@@ -117,6 +117,45 @@ describe("the x-request-id header", () => {
     ]);
   });
 
+  it.each(protocols)(
+    "joins the audit lines of a %s write",
+    async (protocol) => {
+      const client = rpcClient(running.url, protocol);
+      await client
+        .deleteCaConnector(
+          { name: `absent-${protocol}` },
+          {
+            headers: { authorization: token, "x-request-id": `w-${protocol}` },
+          },
+        )
+        .catch(() => undefined);
+      await client
+        .deleteCaConnector(
+          { name: "any" },
+          { headers: { "x-request-id": `d-${protocol}` } },
+        )
+        .catch(() => undefined);
+
+      const audit = lines.filter((line) => line.component === "audit");
+      expect(audit).toMatchObject([
+        { msg: "write", outcome: "NotFound", requestId: `w-${protocol}` },
+        { msg: "denied", requestId: `d-${protocol}` },
+      ]);
+    },
+  );
+
+  it("joins the audit line of a REST write", async () => {
+    const response = await http1Request(`${running.url}/caconnector/absent`, {
+      method: "DELETE",
+      headers: { authorization: token, "x-request-id": "rest-w" },
+    });
+
+    expect(response.status).toBe(404);
+    expect(lines.filter((line) => line.component === "audit")).toMatchObject([
+      { msg: "write", outcome: "failed", requestId: "rest-w" },
+    ]);
+  });
+
   it("is generated for a REST error over HTTP/2", async () => {
     const session = await openHttp2(running.url);
     try {
