@@ -14,10 +14,30 @@ export function attemptOf(method: DescMethod, message: unknown): Attempt {
     typeof message === "object" && message !== null && "name" in message
       ? message.name
       : undefined;
+  const { action, write } = declared(method);
   return {
-    action: getOption(method, policy_action),
+    action,
     connector: typeof name === "string" && name !== "" ? name : undefined,
-    write:
-      method.idempotency !== MethodOptions_IdempotencyLevel.NO_SIDE_EFFECTS,
+    write,
   };
+}
+
+// Reading an option decodes the method's options each time, which costs
+// more than the rest of a cached read; descriptors never change.
+const declarations = new WeakMap<
+  DescMethod,
+  Pick<Attempt, "action" | "write">
+>();
+
+function declared(method: DescMethod): Pick<Attempt, "action" | "write"> {
+  let declaration = declarations.get(method);
+  if (!declaration) {
+    declaration = {
+      action: getOption(method, policy_action),
+      write:
+        method.idempotency !== MethodOptions_IdempotencyLevel.NO_SIDE_EFFECTS,
+    };
+    declarations.set(method, declaration);
+  }
+  return declaration;
 }
