@@ -11,10 +11,11 @@ import type { PluginRegistry } from "../plugins/registry.js";
 import { unknownKeyViolations, validateConfig } from "../plugins/schema.js";
 import { censored, type SecretBox } from "../secrets/secret-box.js";
 import { NameTakenError } from "../store/errors.js";
-import type {
-  ConfigEntry,
-  ConnectorStore,
-  StoredConnector,
+import {
+  type ConfigEntry,
+  type ConnectorStore,
+  nameKey,
+  type StoredConnector,
 } from "../store/store.js";
 import { fieldError, invalidArgument } from "./errors.js";
 import { nameViolation } from "./names.js";
@@ -112,6 +113,8 @@ export class ConnectorService {
     | { generation: string; epoch: number; done: Promise<Snapshot> }
     | undefined;
   #epoch = 0;
+  /** The last save queued per name key; see `save`. */
+  readonly #writing = new Map<string, Promise<void>>();
 
   constructor(deps: ConnectorServiceDeps) {
     this.#deps = deps;
@@ -247,9 +250,37 @@ export class ConnectorService {
    * one. The write is a compare-and-set on the revision that was read, so two
    * partial updates racing each other never lose a key: the loser re-reads
    * and merges again, unless the caller pinned `expectedRevision`.
+   *
+   * Writes of one name through this instance take turns, so that many
+   * clients saving one connector at once queue instead of exhausting each
+   * other's attempts; the compare-and-set still guards against writers on
+   * other instances.
    */
   async save(input: SaveInput): Promise<SaveResult> {
     const plugin = this.#checkSaveInput(input);
+    if (input.validateOnly) {
+      return this.#save(plugin, input);
+    }
+    const key = nameKey(input.name);
+    const previous = this.#writing.get(key) ?? Promise.resolve();
+    const result = previous.then(() => this.#save(plugin, input));
+    const turn = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#writing.set(key, turn);
+    void turn.then(() => {
+      if (this.#writing.get(key) === turn) {
+        this.#writing.delete(key);
+      }
+    });
+    return result;
+  }
+
+  async #save(
+    plugin: ConnectorTypePlugin,
+    input: SaveInput,
+  ): Promise<SaveResult> {
     for (let attempt = 0; attempt < maxSaveAttempts; attempt++) {
       const existing = await this.#deps.store.get(input.name);
       checkPreconditions(input, existing);

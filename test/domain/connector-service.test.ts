@@ -227,6 +227,55 @@ describe("save", () => {
   });
 });
 
+describe("concurrent saves", () => {
+  it("queues many saves of one name on one instance instead of aborting", async () => {
+    await save({});
+
+    const results = await Promise.allSettled(
+      Array.from({ length: 64 }, (_, i) =>
+        save({ config: { CRL: `/crl-${i}` } }),
+      ),
+    );
+
+    expect(results.filter((r) => r.status === "rejected")).toEqual([]);
+    expect((await service.get("ca1")).revision).toBe(65);
+  });
+
+  it("loses no key when two instances on one store race", async () => {
+    await save({});
+    const other = new ConnectorService({
+      store,
+      registry: builtinRegistry(),
+      secrets: new SecretBox(
+        parseSecretKeys(randomBytes(32).toString("base64"), "test"),
+      ),
+      logger: silentLogger(),
+      clock: () => now,
+      pluginTimeoutMs: 1000,
+    });
+    const keys = ["CRL", "CSRDir", "CertificateDir", "WorkingDir"];
+
+    await Promise.all(
+      keys.flatMap((key) => [
+        save({ config: { [key]: `/${key}` } }),
+        other.save({
+          name: "ca1",
+          type: "local",
+          config: { [`${key}`]: `/${key}` },
+          descriptions: { [key]: `set by the other` },
+        }),
+      ]),
+    );
+
+    const view = await service.get("ca1");
+    expect(view.revision).toBe(1 + 2 * keys.length);
+    for (const key of keys) {
+      expect(view.data[key]).toBe(`/${key}`);
+      expect(view.descriptions[key]).toBe("set by the other");
+    }
+  });
+});
+
 describe("secrets", () => {
   const password = "Pa55-word";
 
