@@ -20,10 +20,11 @@ let store: ConnectorStore;
 let service: ConnectorService;
 let now: Date;
 
-beforeEach(async () => {
-  store = await openStore("memory", { logger: silentLogger() });
-  now = new Date("2026-01-01T00:00:00Z");
-  service = new ConnectorService({
+/** A service on the test's store; `deps` replaces any of its parts. */
+function newService(
+  deps: Partial<ConstructorParameters<typeof ConnectorService>[0]> = {},
+): ConnectorService {
+  return new ConnectorService({
     store,
     registry: builtinRegistry(),
     secrets: new SecretBox(
@@ -32,7 +33,14 @@ beforeEach(async () => {
     logger: silentLogger(),
     clock: () => now,
     pluginTimeoutMs: 1000,
+    ...deps,
   });
+}
+
+beforeEach(async () => {
+  store = await openStore("memory", { logger: silentLogger() });
+  now = new Date("2026-01-01T00:00:00Z");
+  service = newService();
 });
 
 afterEach(async () => {
@@ -243,16 +251,7 @@ describe("concurrent saves", () => {
 
   it("loses no key when two instances on one store race", async () => {
     await save({});
-    const other = new ConnectorService({
-      store,
-      registry: builtinRegistry(),
-      secrets: new SecretBox(
-        parseSecretKeys(randomBytes(32).toString("base64"), "test"),
-      ),
-      logger: silentLogger(),
-      clock: () => now,
-      pluginTimeoutMs: 1000,
-    });
+    const other = newService();
     const keys = ["CRL", "CSRDir", "CertificateDir", "WorkingDir"];
 
     await Promise.all(
@@ -369,17 +368,7 @@ describe("reads", () => {
 describe("the read snapshot", () => {
   /** A service on `store` whose monotonic clock the test moves. */
   function serviceAt(clock: { ms: number }, registry = builtinRegistry()) {
-    return new ConnectorService({
-      store,
-      registry,
-      secrets: new SecretBox(
-        parseSecretKeys(randomBytes(32).toString("base64"), "test"),
-      ),
-      logger: silentLogger(),
-      clock: () => now,
-      pluginTimeoutMs: 1000,
-      monotonicNow: () => clock.ms,
-    });
+    return newService({ registry, monotonicNow: () => clock.ms });
   }
 
   /** Counts the store's list calls. */
