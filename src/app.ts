@@ -1,6 +1,4 @@
-import type { IncomingMessage, ServerResponse } from "node:http";
 import { createContextValues } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
 import {
   CaConnectorService,
   file_caconnector_v1_caconnector,
@@ -33,6 +31,7 @@ import { createRestGateway, isRestPath } from "./rest/gateway.js";
 import { openApiDocument, openApiPath } from "./rest/openapi.js";
 import { authInterceptor } from "./rpc/auth-interceptor.js";
 import { requestIdKey, requestLogInterceptor } from "./rpc/interceptors.js";
+import { rpcNodeHandler } from "./rpc/node-adapter.js";
 import { registerCaConnectorService } from "./rpc/routes.js";
 import { SecretBox } from "./secrets/secret-box.js";
 import { corsHandler } from "./server/cors.js";
@@ -101,7 +100,7 @@ export function createApp(deps: AppDeps): App {
     clock: deps.clock ?? (() => new Date()),
     pluginTimeoutMs: deps.config.mscaTimeoutMs,
   });
-  const connect = connectNodeAdapter({
+  const connect = rpcNodeHandler({
     routes: (router) => {
       registerCaConnectorService(router, connectors);
       registerHealth(router, readiness);
@@ -126,6 +125,7 @@ export function createApp(deps: AppDeps): App {
       createContextValues().set(requestIdKey, requestIdOf(request)),
     readMaxBytes: maxBodyBytes,
     maxTimeoutMs: maxRpcTimeoutMs,
+    logger: deps.logger,
   });
   const rest = createRestGateway({
     connectors,
@@ -151,7 +151,7 @@ export function createApp(deps: AppDeps): App {
     } else if (path === metricsPath && request.method === "GET") {
       void sendMetrics(metrics.registry, response);
     } else {
-      connect(request as IncomingMessage, response as ServerResponse);
+      connect(request, response);
     }
   };
   return {
