@@ -344,6 +344,15 @@ export class ConnectorService {
     if (unknown.length > 0) {
       throw invalidArgument(unknown);
     }
+    // Protobuf strings are UTF-8, so a lone surrogate (which JSON escapes
+    // can spell) could be stored but never read back over gRPC.
+    const malformed = [
+      ...malformedText(input.config, "config"),
+      ...malformedText(input.descriptions, "descriptions"),
+    ];
+    if (malformed.length > 0) {
+      throw invalidArgument(malformed);
+    }
     return plugin;
   }
 
@@ -585,4 +594,19 @@ function freezeView(view: ConnectorView): ConnectorView {
   Object.freeze(view.descriptions);
   Object.freeze(view.templates);
   return Object.freeze(view);
+}
+
+const loneSurrogate = /\p{Cs}/u;
+
+/** Violations for values that are not well-formed Unicode text. */
+function malformedText(
+  values: Readonly<Record<string, string>>,
+  prefix: string,
+): FieldViolation[] {
+  return Object.entries(values)
+    .filter(([, value]) => loneSurrogate.test(value))
+    .map(([key]) => ({
+      field: `${prefix}.${key}`,
+      description: "is not valid Unicode text (it holds a lone surrogate)",
+    }));
 }

@@ -427,3 +427,23 @@ describe("the read snapshot", () => {
     expect(await service.list({})).toBe(await service.list({}));
   });
 });
+
+describe("text values", () => {
+  it("refuses a lone surrogate in a value or description, by field", async () => {
+    const err = await rejection(
+      save({
+        config: { ...local, CRL: "a\ud800b" },
+        descriptions: { cakey: "\udc00" },
+      }),
+    );
+
+    expect(err.code).toBe(Code.InvalidArgument);
+    expect(violatedFields(err)).toEqual(["config.CRL", "descriptions.cakey"]);
+    expect(await store.list()).toEqual([]);
+  });
+
+  it("stores any well-formed text, astral characters included", async () => {
+    await save({ config: { ...local, CRL: "/crl/\u{1F512}-ä" } });
+    expect((await service.get("ca1")).data.CRL).toBe("/crl/\u{1F512}-ä");
+  });
+});
