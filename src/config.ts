@@ -6,6 +6,7 @@ import {
   readFileSync,
   writeFileSync,
 } from "node:fs";
+import { availableParallelism } from "node:os";
 import { join, resolve } from "node:path";
 import { parseSecretKeys, type SecretKey } from "./secrets/secret-box.js";
 import { parseCorsOrigins } from "./server/cors.js";
@@ -40,6 +41,8 @@ export interface Config {
   corsOrigins: string[];
   /** How long a shutdown waits for requests in flight. */
   shutdownGraceMs: number;
+  /** Processes serving the one port; 1 runs no cluster at all. */
+  workers: number;
   /** Files this load created for a development setup, to be logged. */
   created: string[];
 }
@@ -124,8 +127,17 @@ function readConfig(env: NodeJS.ProcessEnv, dev: DevFiles): Config {
       600_000,
       problems,
     ),
+    workers: workerCount(read("WORKERS", "1"), problems),
     created,
   };
+  if (config.workers > 1 && storeKind === "memory") {
+    // Each process would hold a database of its own, and a read would see
+    // whichever worker the connection landed on.
+    problems.push(
+      "WORKERS above 1 needs a store the processes share: " +
+        "STORE_URL=memory keeps one per process",
+    );
+  }
   if (!logLevels.includes(config.logLevel)) {
     problems.push(`LOG_LEVEL must be one of ${logLevels.join(", ")}`);
   }
@@ -246,6 +258,26 @@ function devSecret(
     );
     return undefined;
   }
+}
+
+/** The largest `WORKERS`; "auto" on a bigger machine is capped to it. */
+const maxWorkers = 64;
+
+// NOTE: on Node 20 (libuv 1.46) "auto" counts the CPUs this process may
+// run on (its affinity), not a container's CPU quota; one more reason to run
+// one worker per container and scale by replicas.
+function workerCount(text: string, problems: string[]): number {
+  if (text === "auto") {
+    return Math.min(availableParallelism(), maxWorkers);
+  }
+  const count = Number(text);
+  if (!/^\d+$/.test(text) || count < 1 || count > maxWorkers) {
+    problems.push(
+      `WORKERS must be "auto" or an integer from 1 to ${maxWorkers}`,
+    );
+    return 1;
+  }
+  return count;
 }
 
 function integer(

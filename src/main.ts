@@ -1,24 +1,41 @@
+import cluster from "node:cluster";
+import { readFileSync } from "node:fs";
 import { createApp } from "./app.js";
 import { Authorizer } from "./auth/authorizer.js";
 import {
   noPolicies,
   type PolicySource,
+  parsePolicies,
   watchPolicyFile,
 } from "./auth/policy-file.js";
 import { TokenVerifier } from "./auth/tokens.js";
-import { ConfigError, loadConfig } from "./config.js";
-import { createLogger } from "./logger.js";
+import { type Config, ConfigError, loadConfig } from "./config.js";
+import { createLogger, type Logger } from "./logger.js";
+import { runPrimary } from "./server/cluster.js";
 import { listen } from "./server/http-server.js";
 import { describeStoreUrl, openStore } from "./store/open-store.js";
 
 /** How long closing plugins, policies and the store may take after the grace. */
 const closeAfterGraceMs = 5_000;
 
-/** Starts the service from the environment and stops it on a signal. */
+/**
+ * Starts the service from the environment and stops it on a signal: one
+ * process, or with `WORKERS` above 1 a primary that runs that many.
+ */
 export async function main(): Promise<void> {
-  let config: ReturnType<typeof loadConfig>;
+  // The primary's load is the one that creates development secrets, before
+  // any worker exists; a worker's load finds them in place.
+  const config = configOrExit();
+  if (config.workers > 1 && cluster.isPrimary) {
+    await supervise(config);
+  } else {
+    await serve(config);
+  }
+}
+
+function configOrExit(): Config {
   try {
-    config = loadConfig(process.env);
+    return loadConfig(process.env);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`caconnector: ${err.message}\n`);
@@ -26,10 +43,50 @@ export async function main(): Promise<void> {
     }
     throw err;
   }
-  const logger = createLogger(config.logLevel);
+}
+
+/** A bad key or policy file is a configuration error: refuse to start. */
+function refuseToStart(err: unknown): never {
+  process.stderr.write(`caconnector: ${(err as Error).message}\n`);
+  process.exit(2);
+}
+
+function logCreated(logger: Logger, config: Config): void {
   for (const path of config.created) {
     logger.warn({ path }, "created a development secret; keep it private");
   }
+}
+
+async function supervise(config: Config): Promise<void> {
+  const logger = createLogger(config.logLevel).child({
+    pid: process.pid,
+    role: "primary",
+  });
+  logCreated(logger, config);
+  // The workers check these too; checking once here stops a bad file
+  // before any worker starts, rather than in each of them.
+  try {
+    await TokenVerifier.fromConfig(config);
+    if (config.policyFile) {
+      parsePolicies(readFileSync(config.policyFile, "utf8"), config.policyFile);
+    }
+  } catch (err) {
+    refuseToStart(err);
+  }
+  runPrimary({
+    workers: config.workers,
+    shutdownGraceMs: config.shutdownGraceMs,
+    closeAfterGraceMs,
+    logger,
+  });
+}
+
+async function serve(config: Config): Promise<void> {
+  const root = createLogger(config.logLevel);
+  const logger = cluster.worker
+    ? root.child({ pid: process.pid, worker: cluster.worker.id })
+    : root;
+  logCreated(logger, config);
 
   let verifier: TokenVerifier;
   let policies: PolicySource;
@@ -39,10 +96,8 @@ export async function main(): Promise<void> {
       ? watchPolicyFile(config.policyFile, logger)
       : noPolicies();
   } catch (err) {
-    // A bad key or policy file is a configuration error: refuse to start
-    // rather than run with signers or policies nobody meant.
-    process.stderr.write(`caconnector: ${(err as Error).message}\n`);
-    process.exit(2);
+    // Rather than run with signers or policies nobody meant.
+    refuseToStart(err);
   }
   const authorizer = new Authorizer({ verifier, policies, logger });
   const store = await openStore(config.storeUrl, { logger });
@@ -85,8 +140,16 @@ export async function main(): Promise<void> {
       process.exit(1);
     });
   };
-  process.once("SIGTERM", () => stopOn("SIGTERM"));
-  process.once("SIGINT", () => stopOn("SIGINT"));
+  if (cluster.isWorker) {
+    // NOTE: a worker may get a signal twice, from a kill of the whole
+    // process group (Ctrl-C, systemd) and from the primary passing it on;
+    // the second must not end it before its requests do.
+    process.on("SIGTERM", () => stopOn("SIGTERM"));
+    process.on("SIGINT", () => stopOn("SIGINT"));
+  } else {
+    process.once("SIGTERM", () => stopOn("SIGTERM"));
+    process.once("SIGINT", () => stopOn("SIGINT"));
+  }
 }
 
 main().catch((err: unknown) => {

@@ -37,7 +37,32 @@ describe("loadConfig", () => {
       storeKind: "sqlite",
       mscaTimeoutMs: 3000,
       logLevel: "info",
+      workers: 1,
     });
+  });
+
+  it("reads WORKERS as a count or auto", () => {
+    const dataDir = join(dir, "data");
+    expect(loadConfig({ WORKERS: "3" }, { dataDir }).workers).toBe(3);
+    const auto = loadConfig({ WORKERS: "auto" }, { dataDir }).workers;
+    expect(auto).toBeGreaterThanOrEqual(1);
+    expect(auto).toBeLessThanOrEqual(64);
+  });
+
+  it("rejects WORKERS above 1 with the in-memory store", () => {
+    expect(problemsOf({ WORKERS: "2", STORE_URL: "memory" })).toEqual([
+      "WORKERS above 1 needs a store the processes share: " +
+        "STORE_URL=memory keeps one per process",
+    ]);
+    expect(problemsOf({ WORKERS: "1", STORE_URL: "memory" })).toEqual([]);
+  });
+
+  it("rejects a WORKERS that is not a count from 1 to 64", () => {
+    for (const value of ["0", "-1", "1.5", "two", "65", " 2"]) {
+      expect(problemsOf({ WORKERS: value })).toEqual([
+        'WORKERS must be "auto" or an integer from 1 to 64',
+      ]);
+    }
   });
 
   it("creates development secrets once with mode 0600", async () => {
