@@ -236,7 +236,8 @@ async function workersRound(
       connectors: ctx.settings.smallList,
       operations: ["list", "get"],
       ceilings: false,
-      metrics: false,
+      // The primary sums every worker's counters, so a scrape sees all.
+      metrics: true,
     });
     const note =
       `WORKERS=2 ran as ${processes} process(es), unpinned; ` +

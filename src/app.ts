@@ -8,6 +8,7 @@ import type { Authorizer } from "./auth/authorizer.js";
 import type { Config } from "./config.js";
 import { ConnectorService } from "./domain/connector-service.js";
 import type { Logger } from "./logger.js";
+import type { MetricsCollector } from "./ops/cluster-metrics.js";
 import {
   healthHttpHandler,
   healthServiceName,
@@ -61,6 +62,11 @@ export interface AppDeps {
   clock?: () => Date;
   /** Metrics to record into; a fresh set with its own registry otherwise. */
   metrics?: Metrics;
+  /**
+   * What a scrape of `/metrics` answers, given the app's registry; the
+   * registry's own text by default, the whole cluster's in a worker.
+   */
+  metricsCollector?: (registry: Metrics["registry"]) => MetricsCollector;
 }
 
 /** The wired application, ready to be served. */
@@ -86,6 +92,9 @@ export interface App {
  */
 export function createApp(deps: AppDeps): App {
   const metrics = deps.metrics ?? createMetrics();
+  const collectMetrics =
+    deps.metricsCollector?.(metrics.registry) ??
+    (() => metrics.registry.metrics());
   const registry =
     deps.registry ?? builtinRegistry({ onWorkerCall: metrics.onWorkerCall });
   const readiness = new Readiness({
@@ -149,7 +158,7 @@ export function createApp(deps: AppDeps): App {
     } else if (path === openApiPath && request.method === "GET") {
       sendJson(response, 200, openApi);
     } else if (path === metricsPath && request.method === "GET") {
-      void sendMetrics(metrics.registry, response);
+      void sendMetrics(collectMetrics, metrics.registry.contentType, response);
     } else {
       connect(request, response);
     }

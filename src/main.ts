@@ -11,6 +11,10 @@ import {
 import { TokenVerifier } from "./auth/tokens.js";
 import { type Config, ConfigError, loadConfig } from "./config.js";
 import { createLogger, type Logger } from "./logger.js";
+import {
+  clusterMetricsCollector,
+  serveClusterMetrics,
+} from "./ops/cluster-metrics.js";
 import { runPrimary } from "./server/cluster.js";
 import { listen } from "./server/http-server.js";
 import { describeStoreUrl, openStore } from "./store/open-store.js";
@@ -73,6 +77,7 @@ async function supervise(config: Config): Promise<void> {
   } catch (err) {
     refuseToStart(err);
   }
+  serveClusterMetrics();
   runPrimary({
     workers: config.workers,
     shutdownGraceMs: config.shutdownGraceMs,
@@ -101,7 +106,13 @@ async function serve(config: Config): Promise<void> {
   }
   const authorizer = new Authorizer({ verifier, policies, logger });
   const store = await openStore(config.storeUrl, { logger });
-  const app = createApp({ config, store, authorizer, logger });
+  const app = createApp({
+    config,
+    store,
+    authorizer,
+    logger,
+    ...(cluster.isWorker && { metricsCollector: clusterMetricsCollector }),
+  });
   const server = await listen(app.handler, {
     host: config.host,
     port: config.port,

@@ -48,7 +48,7 @@ export interface RoundPlan {
   /** All protocols when absent. */
   protocols?: Protocol[];
   ceilings: boolean;
-  /** Whether /metrics counts are trusted (not with several workers). */
+  /** Whether to check the server's failed requests in /metrics. */
   metrics: boolean;
 }
 

@@ -18,6 +18,7 @@ import {
   type StoredConnector,
 } from "../store/store.js";
 import { fieldError, invalidArgument } from "./errors.js";
+import { freshRead } from "./fresh-read.js";
 import { nameViolation } from "./names.js";
 
 /** How often a save re-reads and retries when another write got in first. */
@@ -115,9 +116,12 @@ export class ConnectorService {
   #epoch = 0;
   /** The last save queued per name key; see `save`. */
   readonly #writing = new Map<string, Promise<void>>();
+  /** The store's generation, read once for every batch of readers. */
+  readonly #generation: () => Promise<string>;
 
   constructor(deps: ConnectorServiceDeps) {
     this.#deps = deps;
+    this.#generation = freshRead(() => deps.store.generation());
     this.#log = deps.logger.child({ component: "connectors" });
     this.#now = deps.monotonicNow ?? (() => performance.now());
   }
@@ -163,7 +167,7 @@ export class ConnectorService {
    * a generation newer than its data.
    */
   async #current(): Promise<Snapshot> {
-    const generation = await this.#deps.store.generation();
+    const generation = await this.#generation();
     const epoch = this.#epoch;
     const cached = this.#snapshot;
     if (

@@ -118,14 +118,44 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     workerCalls.inc({ outcome }, 0);
   }
 
+  // NOTE: prom-client hashes a label object on every call; the children
+  // bound to a label set are kept instead, since their number is bounded by
+  // the procedures, codes and store operations there are.
+  const requestSeries = new Map<
+    string,
+    {
+      count: ReturnType<typeof requests.labels>;
+      duration: ReturnType<typeof requestDuration.labels>;
+    }
+  >();
+  const storeSeries = new Map<
+    string,
+    ReturnType<typeof storeDuration.labels>
+  >();
+
   return {
     registry,
     observeRequest({ protocol, procedure, code, seconds }) {
-      requests.inc({ protocol, procedure, code });
-      requestDuration.observe({ protocol, procedure }, seconds);
+      const key = `${protocol} ${procedure} ${code}`;
+      let series = requestSeries.get(key);
+      if (!series) {
+        series = {
+          count: requests.labels({ protocol, procedure, code }),
+          duration: requestDuration.labels({ protocol, procedure }),
+        };
+        requestSeries.set(key, series);
+      }
+      series.count.inc();
+      series.duration.observe(seconds);
     },
     observeStoreOperation(operation, outcome, seconds) {
-      storeDuration.observe({ operation, outcome }, seconds);
+      const key = `${operation} ${outcome}`;
+      let series = storeSeries.get(key);
+      if (!series) {
+        series = storeDuration.labels({ operation, outcome });
+        storeSeries.set(key, series);
+      }
+      series.observe(seconds);
     },
     onWorkerCall(outcome) {
       workerCalls.inc({ outcome });
@@ -135,12 +165,13 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
 
 /** Answers a scrape with the Prometheus text format. */
 export async function sendMetrics(
-  registry: Registry,
+  collect: () => Promise<string>,
+  contentType: string,
   response: ServerResponse | Http2ServerResponse,
 ): Promise<void> {
   let body: string;
   try {
-    body = await registry.metrics();
+    body = await collect();
   } catch {
     // A collector that throws must not take the process down with an
     // unhandled rejection; the scraper records the failed scrape.
@@ -148,7 +179,7 @@ export async function sendMetrics(
     response.end();
     return;
   }
-  response.setHeader("content-type", registry.contentType);
+  response.setHeader("content-type", contentType);
   response.setHeader("content-length", Buffer.byteLength(body));
   response.end(body);
 }

@@ -26,34 +26,50 @@ export function timedStore(
   store: ConnectorStore,
   metrics: Pick<Metrics, "observeStoreOperation">,
 ): ConnectorStore {
+  // One wrapper per operation, made on first use: reads ask for the
+  // generation on every request.
+  const wrappers = new Map<PropertyKey, { of: unknown; wrapper: unknown }>();
   return new Proxy(store, {
     get(target, property, receiver) {
       const value: unknown = Reflect.get(target, property, receiver);
       if (typeof value !== "function" || !timedOperations.has(property)) {
         return value;
       }
-      const operation = String(property);
-      return async (...args: unknown[]) => {
-        const started = performance.now();
-        let outcome: StoreOutcome = "ok";
-        try {
-          return await (value as (...a: unknown[]) => unknown).apply(
-            target,
-            args,
-          );
-        } catch (err) {
-          outcome = outcomeOf(err);
-          throw err;
-        } finally {
-          metrics.observeStoreOperation(
-            operation,
-            outcome,
-            (performance.now() - started) / 1000,
-          );
-        }
-      };
+      let made = wrappers.get(property);
+      if (made?.of !== value) {
+        made = {
+          of: value,
+          wrapper: timed(target, value, String(property), metrics),
+        };
+        wrappers.set(property, made);
+      }
+      return made.wrapper;
     },
   });
+}
+
+function timed(
+  target: ConnectorStore,
+  value: unknown,
+  operation: string,
+  metrics: Pick<Metrics, "observeStoreOperation">,
+) {
+  return async (...args: unknown[]) => {
+    const started = performance.now();
+    let outcome: StoreOutcome = "ok";
+    try {
+      return await (value as (...a: unknown[]) => unknown).apply(target, args);
+    } catch (err) {
+      outcome = outcomeOf(err);
+      throw err;
+    } finally {
+      metrics.observeStoreOperation(
+        operation,
+        outcome,
+        (performance.now() - started) / 1000,
+      );
+    }
+  };
 }
 
 function outcomeOf(err: unknown): StoreOutcome {

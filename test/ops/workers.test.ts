@@ -277,6 +277,27 @@ describe("the service with WORKERS=2", () => {
     expect(writers).toEqual(new Set(servingPids()));
   });
 
+  it("answers every scrape with the requests of both workers summed", async () => {
+    // So far: 10 REST saves in the read-back rounds and 12 in the parallel
+    // writes, spread over both workers.
+    const restSaves =
+      'caconnector_requests_total{protocol="rest",' +
+      'procedure="POST /caconnector/{name}",code="200"} ';
+    const scraped: string[] = [];
+    for (let scrape = 0; scrape < 6; scrape++) {
+      const response = await http1Request(`${url}/metrics`, {
+        agent: oneShot,
+      });
+      expect(response.status).toBe(200);
+      const line = response.body
+        .split("\n")
+        .find((each) => each.startsWith(restSaves));
+      scraped.push(line?.slice(restSaves.length) ?? "absent");
+    }
+
+    expect(scraped).toEqual(Array(6).fill("22"));
+  });
+
   it("restarts a worker killed with SIGKILL, with a growing delay", async () => {
     const [victim, survivor] = servingPids();
     if (victim === undefined || survivor === undefined) {

@@ -195,6 +195,10 @@ describe.each(backends)("two instances on %s", (_, storeUrl) => {
     );
 
     expect(calls.filter((call) => call === "list")).toEqual(["list"]);
-    expect(calls.filter((call) => call === "generation")).toHaveLength(20);
+    // Reads that arrive together share generation reads, each started
+    // after its readers arrived; never more than one per read.
+    const generations = calls.filter((call) => call === "generation");
+    expect(generations.length).toBeGreaterThanOrEqual(1);
+    expect(generations.length).toBeLessThanOrEqual(20);
   });
 });
