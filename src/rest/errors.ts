@@ -30,7 +30,7 @@ export function toRestError(err: unknown, operation: RestOperation): RestError {
   }
   const error = toConnectError(err);
   const message = error.rawMessage;
-  if (operation === "specific" && isCaProblem(error)) {
+  if (isCaProblem(error, operation)) {
     return { status: 400, code: 503, message: `ERR503: ${message}` };
   }
   switch (error.code) {
@@ -92,14 +92,22 @@ function authError(err: AuthError): RestError {
 }
 
 /**
- * Whether a specific-options failure lies with the CA side (a setting the
- * CA needs, an unreadable TLS file, a wrong key password, an unreachable
- * worker), which privacyIDEA reports as its CA error 503.
+ * Whether a failure lies with the CA side, which privacyIDEA reports as its
+ * CA error 503: on specific options a setting the CA needs, an unreadable
+ * TLS file, a wrong key password or an unreachable worker; on a save (with
+ * `validate_only`, the only save that calls a worker) an unreachable one.
+ * An unavailable store keeps its own 503/902.
  */
-function isCaProblem(error: ConnectError): boolean {
-  return (
-    error.code === Code.FailedPrecondition ||
-    (error.code === Code.Unavailable &&
-      !(error.cause instanceof StoreUnavailableError))
-  );
+function isCaProblem(error: ConnectError, operation: RestOperation): boolean {
+  const unreachable =
+    error.code === Code.Unavailable &&
+    !(error.cause instanceof StoreUnavailableError);
+  switch (operation) {
+    case "specific":
+      return unreachable || error.code === Code.FailedPrecondition;
+    case "save":
+      return unreachable;
+    default:
+      return false;
+  }
 }

@@ -7,6 +7,7 @@ import type { Attempt, Authorizer, HeaderReader } from "../auth/authorizer.js";
 import type { Admin } from "../auth/tokens.js";
 import type {
   ConnectorService,
+  ConnectorTypeView,
   ConnectorView,
   SaveInput,
 } from "../domain/connector-service.js";
@@ -50,6 +51,11 @@ interface Route {
   label: string;
   name?: string;
   catype?: string;
+  /**
+   * Whether a path segment is not valid percent-encoding; reported after
+   * authentication, like every other fault in the caller's parameters.
+   */
+  badEncoding?: boolean;
 }
 
 /** Whether a request path belongs to the REST gateway. */
@@ -82,6 +88,9 @@ export function createRestGateway(deps: RestGatewayDeps) {
         requestId: requestIdOf(request),
       };
       admin = await deps.authorizer.authorize(headerReader(request), attempt);
+      if (route.badEncoding) {
+        throw new RestInputError("the path is not valid percent-encoding");
+      }
       const value = await perform(deps, route, request, url, admin, attempt);
       sendJson(response, 200, successBody(value));
     } catch (err) {
@@ -129,10 +138,17 @@ async function perform(
       return listText(await connectors.list(filter));
     }
     case "specific": {
-      const config = Object.fromEntries(
-        [...url.searchParams].filter(([key]) => !controlParams.has(key)),
+      // privacyIDEA's WebUI sends the whole edit form here, `type.<key>`
+      // and `desc.<key>` included, so they are read as on a save.
+      const body = await readBody(request, deps.maxBodyBytes);
+      const params = parseParams(
+        url.searchParams,
+        request.headers["content-type"],
+        body,
       );
-      return connectors.specificOptions(route.catype ?? "", config);
+      const type = route.catype ?? "";
+      const { config } = splitParams(params, type, connectors);
+      return connectors.specificOptions(type, Object.fromEntries(config));
     }
     case "save": {
       const body = await readBody(request, deps.maxBodyBytes);
@@ -180,28 +196,7 @@ function saveInput(
   if (type === "") {
     throw new RestInputError("Missing parameter: type");
   }
-  const fieldTypes = new Map(
-    connectors
-      .types()
-      .find((candidate) => candidate.name === type)
-      ?.fields.map((field) => [field.key, field.type]) ?? [],
-  );
-  // Maps, not object literals: a key such as "__proto__" must reach the
-  // validation and be rejected, not vanish into the prototype.
-  const config = new Map<string, string>();
-  const descriptions = new Map<string, string>();
-  for (const [key, value] of params) {
-    if (controlParams.has(key)) {
-      continue;
-    }
-    if (key.startsWith("desc.")) {
-      descriptions.set(key.slice(5), value);
-    } else if (key.startsWith("type.")) {
-      checkDeclaredType(key, value, fieldTypes);
-    } else {
-      config.set(key, value);
-    }
-  }
+  const { config, descriptions } = splitParams(params, type, connectors);
   return {
     name,
     type,
@@ -213,20 +208,61 @@ function saveInput(
 }
 
 /**
+ * Sorts flat parameters into config values and `desc.<key>` descriptions,
+ * checking each `type.<key>` against the type's declared fields and
+ * leaving out the parameters that steer the request.
+ */
+function splitParams(
+  params: Map<string, string>,
+  type: string,
+  connectors: ConnectorService,
+): { config: Map<string, string>; descriptions: Map<string, string> } {
+  const plugin = connectors
+    .types()
+    .find((candidate) => candidate.name === type);
+  // Maps, not object literals: a key such as "__proto__" must reach the
+  // validation and be rejected, not vanish into the prototype.
+  const config = new Map<string, string>();
+  const descriptions = new Map<string, string>();
+  for (const [key, value] of params) {
+    if (controlParams.has(key)) {
+      continue;
+    }
+    if (key.startsWith("desc.")) {
+      descriptions.set(key.slice(5), value);
+    } else if (key.startsWith("type.")) {
+      checkDeclaredType(key, value, plugin);
+    } else {
+      config.set(key, value);
+    }
+  }
+  return { config, descriptions };
+}
+
+/**
  * privacyIDEA clients may send `type.<key>` with each value; it is accepted
- * when it agrees with the type the connector type declares for the key.
+ * when it agrees with the type the connector type declares for the key. An
+ * unknown connector type is left for the domain to report.
  */
 function checkDeclaredType(
   param: string,
   value: string,
-  fieldTypes: Map<string, string>,
+  plugin: ConnectorTypeView | undefined,
 ): void {
-  const declared = fieldTypes.get(param.slice(5));
-  if (fieldTypes.size > 0 && declared !== value) {
+  if (!plugin) {
+    return;
+  }
+  const key = param.slice(5);
+  const declared = plugin.fields.find((field) => field.key === key)?.type;
+  if (declared === undefined) {
+    const known = plugin.fields.map((field) => field.key).join(", ");
     throw new RestInputError(
-      declared
-        ? `${param}: the type of this key is "${declared}", not "${value}"`
-        : `${param}: unknown key`,
+      `${param}: unknown key for type "${plugin.name}"; known keys: ${known}`,
+    );
+  }
+  if (declared !== value) {
+    throw new RestInputError(
+      `${param}: the type of this key is "${declared}", not "${value}"`,
     );
   }
 }
@@ -251,6 +287,7 @@ function flagParam(value: string | undefined): boolean {
 function resolveRoute(method: string, pathname: string): Route {
   const rest = pathname.replace(/^\/caconnector\/?/, "");
   const segments = rest === "" ? [] : rest.split("/").map(decodeSegment);
+  const badEncoding = segments.includes(undefined);
   if (segments.length === 0) {
     requireMethod(method, ["GET"]);
     return {
@@ -266,6 +303,7 @@ function resolveRoute(method: string, pathname: string): Route {
       method: rpc.getSpecificOptions,
       label: "GET /caconnector/specific/{catype}",
       catype: segments[1] ?? "",
+      badEncoding,
     };
   }
   if (segments.length !== 1) {
@@ -279,6 +317,7 @@ function resolveRoute(method: string, pathname: string): Route {
       method: rpc.listCaConnectors,
       label: "GET /caconnector/{name}",
       name,
+      badEncoding,
     };
   }
   if (method === "POST") {
@@ -287,6 +326,7 @@ function resolveRoute(method: string, pathname: string): Route {
       method: rpc.saveCaConnector,
       label: "POST /caconnector/{name}",
       name,
+      badEncoding,
     };
   }
   return {
@@ -294,6 +334,7 @@ function resolveRoute(method: string, pathname: string): Route {
     method: rpc.deleteCaConnector,
     label: "DELETE /caconnector/{name}",
     name,
+    badEncoding,
   };
 }
 
@@ -305,11 +346,12 @@ function requireMethod(method: string, allowed: string[]): void {
   }
 }
 
-function decodeSegment(segment: string): string {
+/** The decoded segment, or undefined when its percent-encoding is bad. */
+function decodeSegment(segment: string): string | undefined {
   try {
     return decodeURIComponent(segment);
   } catch {
-    throw new RestInputError("the path is not valid percent-encoding");
+    return undefined;
   }
 }
 

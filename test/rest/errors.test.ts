@@ -474,7 +474,7 @@ describe("invalid input", () => {
       title: "type.<key> of an unknown key",
       name: "bad-type-key",
       form: { type: "local", ...localConfig, "type.nope": "string" },
-      message: "ERR905: type.nope: unknown key",
+      message: `ERR905: type.nope: unknown key for type "local"; known keys: ${localKeys}`,
     },
     {
       title: "a bad expected_revision",
@@ -594,6 +594,45 @@ describe("invalid input", () => {
     );
   });
 
+  it("checks the token before the encoding of the path", async () => {
+    for (const method of ["GET", "POST", "DELETE"]) {
+      const reply = await send({ method, path: "/caconnector/%E0%A4%A" });
+      expect(reply.status).toBe(401);
+      expect(reply.code).toBe(4033);
+    }
+    const specific = await send({ path: "/caconnector/specific/%ZZ" });
+    expect(specific.status).toBe(401);
+    expect(specific.code).toBe(4033);
+  });
+
+  it("reads type.<key> and desc.<key> on specific options as on a save", async () => {
+    const query = new URLSearchParams({
+      ...localConfig,
+      "type.cakey": "string",
+      "desc.cakey": "the CA key",
+      caconnector: "edited-ca",
+    });
+    const reply = await send({
+      path: `/caconnector/specific/local?${query}`,
+      token: admin,
+    });
+    expect(reply.status).toBe(200);
+    expect(JSON.parse(reply.text).result.value).toEqual({ templates: [] });
+
+    const wrongType = await send({
+      path: `/caconnector/specific/local?${new URLSearchParams({
+        ...localConfig,
+        "type.cakey": "int",
+      })}`,
+      token: admin,
+    });
+    expect(wrongType.status).toBe(400);
+    expect(wrongType.code).toBe(905);
+    expect(wrongType.message).toBe(
+      'ERR905: type.cakey: the type of this key is "string", not "int"',
+    );
+  });
+
   it("answers 400 and 905 to bad specific options", async () => {
     const badInt = await send({
       path: "/caconnector/specific/microsoft?hostname=w&port=many",
@@ -628,6 +667,48 @@ describe("specific options of an unreachable CA worker", () => {
     expect(reply.message).toMatch(/^ERR503: /);
     expect(reply.message).toContain(`127.0.0.1:${port}`);
     expect(Date.now() - started).toBeLessThan(3000);
+  });
+
+  it("answers 400 and 503 with the WebUI's type.<key> parameters", async () => {
+    const port = await closedPort();
+    const query = new URLSearchParams({
+      hostname: "127.0.0.1",
+      port: String(port),
+      "type.ssl_client_key_password": "password",
+      "type.port": "int",
+      "desc.port": "port of the worker",
+    });
+    const reply = await send({
+      path: `/caconnector/specific/microsoft?${query}`,
+      token: admin,
+    });
+    expect(reply.status).toBe(400);
+    expect(reply.code).toBe(503);
+    expect(reply.message).toContain(`127.0.0.1:${port}`);
+  });
+
+  it("answers 400 and 503, not the store's 503 and 902, to a validate_only save", async () => {
+    const port = await closedPort();
+    const calls = await storeCallsDuring(async () => {
+      const reply = await send({
+        method: "POST",
+        path: "/caconnector/dry-worker",
+        token: admin,
+        json: {
+          type: "microsoft",
+          hostname: "127.0.0.1",
+          port,
+          validate_only: true,
+        },
+      });
+      expect(reply.status).toBe(400);
+      expect(reply.code).toBe(503);
+      expect(reply.message).toMatch(/^ERR503: /);
+      expect(reply.message).toContain(`127.0.0.1:${port}`);
+    });
+    expect(calls.filter((call) => call !== "get" && call !== "list")).toEqual(
+      [],
+    );
   });
 });
 
@@ -859,6 +940,20 @@ describe("failures this server cannot be made to produce", () => {
       status: 400,
       code: 503,
       message: "ERR503: the CA worker cannot be reached",
+    });
+  });
+
+  it("maps an unreachable CA worker to 400 and 503 on a save only", () => {
+    const err = new ConnectError(
+      "the CA worker cannot be reached",
+      Code.Unavailable,
+    );
+    expect(toRestError(err, "save").code).toBe(503);
+    expect(toRestError(err, "save").status).toBe(400);
+    expect(toRestError(err, "list")).toEqual({
+      status: 503,
+      code: 902,
+      message: "ERR902: the CA worker cannot be reached",
     });
   });
 
