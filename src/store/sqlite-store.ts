@@ -1,4 +1,4 @@
-import { mkdirSync } from "node:fs";
+import { closeSync, mkdirSync, openSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import type { Logger } from "../logger.js";
@@ -184,7 +184,10 @@ function openDatabase(
 ): Database.Database {
   try {
     if (location !== ":memory:") {
-      mkdirSync(dirname(location), { recursive: true });
+      // The file holds ciphertexts and CA settings: only the service's user
+      // may read it. SQLite gives its -wal and -shm files the mode of the
+      // database, so creating that one 0600 covers all three.
+      createPrivateFile(location);
     }
     const db = new Database(location, { timeout: busyTimeoutMs });
     try {
@@ -197,6 +200,17 @@ function openDatabase(
     return db;
   } catch (err) {
     throw translateError(err);
+  }
+}
+
+function createPrivateFile(location: string): void {
+  try {
+    mkdirSync(dirname(location), { recursive: true, mode: 0o700 });
+    closeSync(openSync(location, "a", 0o600));
+  } catch (err) {
+    throw new StoreUnavailableError("sqlite database file cannot be opened", {
+      cause: err,
+    });
   }
 }
 

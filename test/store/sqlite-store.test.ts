@@ -52,6 +52,24 @@ describe("sqlite store file", () => {
     db.close();
   });
 
+  it("lets only its owner read the directory, the database and its WAL", async () => {
+    const file = join(dir, "private", "store.db");
+    const umask = process.umask(0o022);
+    try {
+      const store = openSqliteStore(file, deps);
+      await store.create(connector, now);
+
+      const mode = async (path: string) => (await stat(path)).mode & 0o777;
+      expect(await mode(join(dir, "private"))).toBe(0o700);
+      expect(await mode(file)).toBe(0o600);
+      expect(await mode(`${file}-wal`)).toBe(0o600);
+      expect(await mode(`${file}-shm`)).toBe(0o600);
+      await store.close();
+    } finally {
+      process.umask(umask);
+    }
+  });
+
   it("keeps connectors across a reopen", async () => {
     const file = join(dir, "store.db");
     const store = openSqliteStore(file, deps);
