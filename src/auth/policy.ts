@@ -82,13 +82,18 @@ export function nameMatcher(entry: string, ignoreCase: boolean): NameMatcher {
 }
 
 /**
- * An empty list matches anyone; otherwise no exclusion may match, and a list
- * with names must have one that matches.
+ * An empty list matches anyone; otherwise, as in privacyIDEA, an entry must
+ * include the value and no exclusion may match it. Exclusions alone thus
+ * match nobody: `!bob` is not "everyone but bob", which would fail open;
+ * that takes `*, !bob`.
  */
 function matchesAll(matchers: readonly NameMatcher[], value: string): boolean {
-  if (matchers.some((matcher) => matcher.excluded && matcher.test(value))) {
-    return false;
+  if (matchers.length === 0) {
+    return true;
   }
-  const included = matchers.filter((matcher) => !matcher.excluded);
-  return included.length === 0 || included.some((m) => m.test(value));
+  const hits = matchers.filter((matcher) => matcher.test(value));
+  return (
+    hits.some((matcher) => !matcher.excluded) &&
+    !hits.some((matcher) => matcher.excluded)
+  );
 }

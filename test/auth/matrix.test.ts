@@ -597,6 +597,26 @@ const policyCases: readonly PolicyCase[] = [
     allows: none,
   },
   {
+    title: "an adminuser of exclusions only that spares the caller",
+    policies: [adminPolicy("notalice", { action: "*", adminuser: "!alice" })],
+    allows: none,
+  },
+  {
+    title: "an adminuser wildcard beside an exclusion of someone else",
+    policies: [
+      adminPolicy("notalice", { action: "*", adminuser: "*, !alice" }),
+    ],
+    allows: all,
+  },
+  {
+    title: "an adminrealm of exclusions only that spares the token realm",
+    policies: [
+      adminPolicy("notsales", { action: "*", adminrealm: ["-sales"] }),
+    ],
+    claims: { realm: "hr" },
+    allows: none,
+  },
+  {
     title: "an adminrealm that matches the token realm",
     policies: [adminPolicy("sales", { action: "*", adminrealm: ["sales"] })],
     claims: { realm: "sales" },

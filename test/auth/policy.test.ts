@@ -73,6 +73,47 @@ describe("decide", () => {
     expect(read("adm-1", "")).toBe(false);
   });
 
+  it("matches nobody with an adminuser list of exclusions only", () => {
+    const set = policies(
+      "- {name: notbob, scope: admin, action: '*', adminuser: '!bob'}",
+    );
+    expect(decide(set, alice, "caconnectorread")).toEqual({ allowed: false });
+    const bob = { username: "bob", realm: "" };
+    expect(decide(set, bob, "caconnectorread").allowed).toBe(false);
+  });
+
+  it("matches nobody with an adminrealm list of exclusions only", () => {
+    const set = policies(
+      "- {name: notsales, scope: admin, action: '*', adminrealm: ['-sales']}",
+    );
+    const read = (realm: string) =>
+      decide(set, { username: "alice", realm }, "caconnectorread").allowed;
+    expect(read("")).toBe(false);
+    expect(read("hr")).toBe(false);
+    expect(read("sales")).toBe(false);
+  });
+
+  it("matches everyone but the excluded with a wildcard and an exclusion", () => {
+    const set = policies(
+      [
+        "- {name: users, scope: admin, action: '*', adminuser: '*, !bob'}",
+        "- {name: realms, scope: admin, action: caconnectorread, adminrealm: ['*', '-sales']}",
+      ].join("\n"),
+    );
+    const decideFor = (username: string, realm: string, action: string) =>
+      decide(set, { username, realm }, action);
+    expect(decideFor("alice", "", "caconnectordelete")).toEqual({
+      allowed: true,
+      policy: "users",
+    });
+    expect(decideFor("bob", "", "caconnectordelete").allowed).toBe(false);
+    expect(decideFor("bob", "hr", "caconnectorread")).toEqual({
+      allowed: true,
+      policy: "realms",
+    });
+    expect(decideFor("bob", "Sales", "caconnectorread").allowed).toBe(false);
+  });
+
   it("grants nothing with an empty action list", () => {
     const set = policies("- {name: p, scope: admin, action: []}");
     expect(decide(set, alice, "caconnectorread").allowed).toBe(false);
@@ -141,19 +182,20 @@ describe("decide against a reference implementation", () => {
     realms: string[];
   }
 
+  // privacyIDEA's rule: an empty list matches anyone; otherwise one entry
+  // must include the value and none may exclude it, so exclusions alone
+  // match nobody.
   function listMatches(entries: string[], value: string, fold: boolean) {
+    if (entries.length === 0) {
+      return true;
+    }
     const norm = (s: string) => (fold ? s.toLowerCase() : s);
+    const hits = (e: string) => e === "*" || norm(e) === norm(value);
     const excluded = entries
       .filter((e) => e.startsWith("!"))
       .map((e) => e.slice(1));
     const included = entries.filter((e) => !e.startsWith("!"));
-    if (excluded.some((e) => e === "*" || norm(e) === norm(value))) {
-      return false;
-    }
-    return (
-      included.length === 0 ||
-      included.some((e) => e === "*" || norm(e) === norm(value))
-    );
+    return included.some(hits) && !excluded.some(hits);
   }
 
   function reference(
