@@ -124,6 +124,11 @@ export class TokenVerifier {
       if (!this.#secret) {
         throw malformed("HS256 tokens are not accepted");
       }
+      // The shared secret has no key id (privacyIDEA's tokens carry none),
+      // so any kid names a key this service does not hold.
+      if (kid !== undefined) {
+        throw malformed(`key id "${kid}" is unknown`);
+      }
       return [this.#secret];
     }
     const keys = this.#keys.filter((trusted) =>

@@ -399,6 +399,17 @@ async function tamperedToken(server: TestServer): Promise<string> {
   return `${header}.${payload}.${signature}`;
 }
 
+/**
+ * A token signed with the right secret but naming a key id, which the
+ * shared secret does not have.
+ */
+function tokenWithKeyId(server: TestServer): Promise<string> {
+  return new SignJWT({ username: "admin", realm: "", role: "admin" })
+    .setProtectedHeader({ alg: "HS256", typ: "JWT", kid: "secret-1" })
+    .setExpirationTime(Math.floor(Date.now() / 1000) + 600)
+    .sign(new TextEncoder().encode(server.secret));
+}
+
 /** A token signed with the right secret but without an `exp` claim. */
 function tokenWithoutExpiry(server: TestServer): Promise<string> {
   return new SignJWT({ username: "admin", realm: "", role: "admin" })
@@ -458,6 +469,11 @@ const tokenCases: readonly TokenCase[] = [
   {
     title: "a token without exp",
     headers: async (server) => bearer(await tokenWithoutExpiry(server)),
+    expected: malformed,
+  },
+  {
+    title: "an HS256 token with a kid",
+    headers: async (server) => bearer(await tokenWithKeyId(server)),
     expected: malformed,
   },
   {

@@ -148,6 +148,31 @@ describe("TokenVerifier with the shared secret", () => {
     ).toBe("user");
   });
 
+  it("rejects an HS256 token with a kid, since the secret has none", async () => {
+    const token = await new SignJWT(claims)
+      .setProtectedHeader({ alg: "HS256", typ: "JWT", kid: "secret-1" })
+      .setExpirationTime(hour())
+      .sign(new TextEncoder().encode(secret));
+    const err = await verifier.verify(token).then(
+      () => undefined,
+      (reason: unknown) => reason,
+    );
+    expect(err).toBeInstanceOf(AuthError);
+    expect(err).toMatchObject({
+      failure: "malformed",
+      message:
+        'authentication failure: error decoding the authorization token: key id "secret-1" is unknown',
+    });
+  });
+
+  it("rejects an HS256 token with an empty kid", async () => {
+    const token = await new SignJWT(claims)
+      .setProtectedHeader({ alg: "HS256", kid: "" })
+      .setExpirationTime(hour())
+      .sign(new TextEncoder().encode(secret));
+    expect(await failure(verifier.verify(token))).toBe("malformed");
+  });
+
   it("rejects RS256 tokens when no public keys are configured", async () => {
     const token = await new SignJWT(claims)
       .setProtectedHeader({ alg: "RS256" })
@@ -204,6 +229,22 @@ describe("TokenVerifier with public keys", () => {
     expect(await failure(verifier.verify(await sign("signer-2")))).toBe(
       "malformed",
     );
+  });
+
+  it("rejects an HS256 token naming the kid of a trusted public key", async () => {
+    const verifier = new TokenVerifier(secret, await loadTrustedKeys(jwksFile));
+    const token = await new SignJWT(claims)
+      .setProtectedHeader({ alg: "HS256", kid: "signer-1" })
+      .setExpirationTime(hour())
+      .sign(new TextEncoder().encode(secret));
+    expect(await failure(verifier.verify(token))).toBe("malformed");
+    const plain = await mintAdminToken(secret, {
+      username: "admin",
+      realm: "",
+      role: "admin",
+      validitySeconds: 60,
+    });
+    expect((await verifier.verify(plain)).username).toBe("admin");
   });
 
   it("refuses HS256 signed with the public key (HS/RS confusion)", async () => {
