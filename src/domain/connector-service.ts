@@ -291,6 +291,17 @@ export class ConnectorService {
 
       const config = this.#merge(plugin, input, existing);
       if (input.validateOnly) {
+        if (!existing) {
+          // The store's get is exact, but a create also collides with a
+          // name in another case, which only a list shows.
+          const stored = await this.#storedNameLike(input.name);
+          if (stored === input.name) {
+            continue; // created by someone else since we read
+          }
+          if (stored !== undefined) {
+            throw nameTakenInAnotherCase(input.name);
+          }
+        }
         await plugin.check(
           this.#plain({ name: input.name, config }),
           this.#context(),
@@ -383,13 +394,18 @@ export class ConnectorService {
         // Created by someone else since we read: merge into theirs.
         return undefined;
       }
-      throw fieldError(Code.AlreadyExists, [
-        {
-          field: "name",
-          description: `a connector with the name "${input.name}" in another case exists; names are unique regardless of case`,
-        },
-      ]);
+      throw nameTakenInAnotherCase(input.name);
     }
+  }
+
+  /**
+   * The stored name equal to `name` regardless of case, if any. It reads
+   * the snapshot, which lists call for anyway, rather than the store.
+   */
+  async #storedNameLike(name: string): Promise<string | undefined> {
+    const key = nameKey(name);
+    const { views } = await this.#current();
+    return views.find((view) => nameKey(view.name) === key)?.name;
   }
 
   /** Applies a save's values and descriptions to the stored entries. */
@@ -579,6 +595,15 @@ function throwIfBadName(name: string): void {
 
 function notFound(name: string): ConnectError {
   return new ConnectError(`name: connector "${name}" not found`, Code.NotFound);
+}
+
+function nameTakenInAnotherCase(name: string): ConnectError {
+  return fieldError(Code.AlreadyExists, [
+    {
+      field: "name",
+      description: `a connector with the name "${name}" in another case exists; names are unique regardless of case`,
+    },
+  ]);
 }
 
 function revisionConflict(name: string): ConnectError {

@@ -170,6 +170,24 @@ describe("save", () => {
     expect(await store.list()).toHaveLength(1);
   });
 
+  it("predicts the case clash of a create on validate_only", async () => {
+    await service.list({});
+    await newService().save({
+      name: "CA",
+      type: "local",
+      config: local,
+      descriptions: {},
+    });
+
+    const predicted = await rejection(save({ name: "ca", validateOnly: true }));
+    const real = await rejection(save({ name: "ca" }));
+
+    expect(predicted.code).toBe(Code.AlreadyExists);
+    expect(predicted.rawMessage).toBe(real.rawMessage);
+    expect(violatedFields(predicted)).toEqual(["name"]);
+    expect(await store.list()).toHaveLength(1);
+  });
+
   it("honours expected_revision", async () => {
     const conflict = await rejection(save({ expectedRevision: 3 }));
     expect(conflict.code).toBe(Code.Aborted);
