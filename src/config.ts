@@ -8,6 +8,9 @@ import {
 } from "node:fs";
 import { availableParallelism } from "node:os";
 import { join, resolve } from "node:path";
+import { createSecureContext } from "node:tls";
+import { policyProblems } from "./auth/policy-file.js";
+import { loadTrustedKeys } from "./auth/tokens.js";
 import { parseSecretKeys, type SecretKey } from "./secrets/secret-box.js";
 import { parseCorsOrigins } from "./server/cors.js";
 import { describeStoreUrl, type StoreKind } from "./store/open-store.js";
@@ -67,7 +70,9 @@ export interface LoadOptions {
  * store and no token secret or secrets key, it creates them once under the
  * data directory (mode 0600), so that a fresh checkout runs with no setup;
  * with MongoDB it refuses, since instances sharing a database must share
- * those secrets. Throws a `ConfigError` listing every problem at once.
+ * those secrets. Throws a `ConfigError` listing every problem at once. It
+ * only checks that the public keys and policy files can be read; the
+ * service starts with `loadServiceConfig`, which parses them too.
  */
 export function loadConfig(
   env: NodeJS.ProcessEnv,
@@ -76,8 +81,86 @@ export function loadConfig(
   const dataDir = options.dataDir ?? resolve("data");
   // A dry pass first: a configuration that is wrong elsewhere must not leave
   // new secret files behind.
-  readConfig(env, { dataDir, create: false, created: [] });
-  return readConfig(env, { dataDir, create: true, created: [] });
+  const { problems } = readConfig(env, dryRun(dataDir));
+  refuseIfAny(problems);
+  return withDevFiles(env, dataDir);
+}
+
+/**
+ * Reads the configuration for a start of the service: as `loadConfig` does,
+ * and parses the public keys file and the policy file too, so that one start
+ * reports every problem and, when it refuses, creates no development secret.
+ * Throws a `ConfigError` listing every problem at once.
+ */
+export async function loadServiceConfig(
+  env: NodeJS.ProcessEnv,
+  options: LoadOptions = {},
+): Promise<Config> {
+  const dataDir = options.dataDir ?? resolve("data");
+  const { config, problems } = readConfig(env, dryRun(dataDir));
+  problems.push(...(await fileProblems(config)));
+  refuseIfAny(problems);
+  return withDevFiles(env, dataDir);
+}
+
+function dryRun(dataDir: string): DevFiles {
+  return { dataDir, create: false, created: [] };
+}
+
+/** The real pass, which may create development secrets. */
+function withDevFiles(env: NodeJS.ProcessEnv, dataDir: string): Config {
+  const { config, problems } = readConfig(env, {
+    dataDir,
+    create: true,
+    created: [],
+  });
+  refuseIfAny(problems);
+  return config;
+}
+
+function refuseIfAny(problems: string[]): void {
+  if (problems.length > 0) {
+    throw new ConfigError(problems);
+  }
+}
+
+/**
+ * Parses the files that `readConfig` only checks for readability, with the
+ * parsers that use them later, and lists what they find wrong.
+ */
+async function fileProblems(config: Config): Promise<string[]> {
+  const problems: string[] = [];
+  if (config.jwtPublicKeysFile) {
+    problems.push(...(await keysFileProblems(config.jwtPublicKeysFile)));
+  }
+  if (config.policyFile) {
+    problems.push(...policyFileProblems(config.policyFile));
+  }
+  return problems;
+}
+
+async function keysFileProblems(path: string): Promise<string[]> {
+  try {
+    await loadTrustedKeys(path);
+    return [];
+  } catch (err) {
+    // An error of a system call is the unreadable file that `readConfig`
+    // reports already.
+    return (err as NodeJS.ErrnoException).syscall === undefined
+      ? [`AUTH_JWT_PUBLIC_KEYS_FILE: ${(err as Error).message}`]
+      : [];
+  }
+}
+
+function policyFileProblems(path: string): string[] {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch {
+    // Reported by `readConfig` already.
+    return [];
+  }
+  return policyProblems(text, path).map((problem) => `POLICY_FILE: ${problem}`);
 }
 
 /** Where development secrets live and whether this pass may write them. */
@@ -88,7 +171,14 @@ interface DevFiles {
   created: string[];
 }
 
-function readConfig(env: NodeJS.ProcessEnv, dev: DevFiles): Config {
+/**
+ * One pass over the environment: the configuration as far as it could be
+ * read, and every problem found. The configuration is good only without any.
+ */
+function readConfig(
+  env: NodeJS.ProcessEnv,
+  dev: DevFiles,
+): { config: Config; problems: string[] } {
   const problems: string[] = [];
   const { created } = dev;
   const read = (name: string, fallback: string) => {
@@ -180,13 +270,22 @@ function readConfig(env: NodeJS.ProcessEnv, dev: DevFiles): Config {
     const key = readOrReport(keyFile, "TLS_KEY_FILE", problems);
     if (cert && key) {
       config.tls = { cert, key };
+      checkTls(cert, key, problems);
     }
   }
+  return { config, problems };
+}
 
-  if (problems.length > 0) {
-    throw new ConfigError(problems);
+/** Finds a bad certificate or key now rather than when listening. */
+function checkTls(cert: Buffer, key: Buffer, problems: string[]): void {
+  try {
+    createSecureContext({ cert, key });
+  } catch (err) {
+    problems.push(
+      "TLS_CERT_FILE and TLS_KEY_FILE must hold a PEM certificate and " +
+        `its private key (${(err as NodeJS.ErrnoException).code ?? "error"})`,
+    );
   }
-  return config;
 }
 
 function secretsKeys(
@@ -222,7 +321,11 @@ function secretsKeys(
       ? parseSecretKeys(generated, join(dev.dataDir, "secrets.key"))
       : [];
   } catch (err) {
-    problems.push((err as Error).message);
+    // Every bad entry, not only the first.
+    const errors = err instanceof AggregateError ? err.errors : [err];
+    for (const error of errors) {
+      problems.push((error as Error).message);
+    }
     return [];
   }
 }

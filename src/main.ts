@@ -1,15 +1,13 @@
 import cluster from "node:cluster";
-import { readFileSync } from "node:fs";
 import { createApp } from "./app.js";
 import { Authorizer } from "./auth/authorizer.js";
 import {
   noPolicies,
   type PolicySource,
-  parsePolicies,
   watchPolicyFile,
 } from "./auth/policy-file.js";
 import { TokenVerifier } from "./auth/tokens.js";
-import { type Config, ConfigError, loadConfig } from "./config.js";
+import { type Config, ConfigError, loadServiceConfig } from "./config.js";
 import { createLogger, type Logger } from "./logger.js";
 import {
   clusterMetricsCollector,
@@ -29,17 +27,19 @@ const closeAfterGraceMs = 5_000;
 export async function main(): Promise<void> {
   // The primary's load is the one that creates development secrets, before
   // any worker exists; a worker's load finds them in place.
-  const config = configOrExit();
+  const config = await configOrExit();
   if (config.workers > 1 && cluster.isPrimary) {
-    await supervise(config);
+    supervise(config);
   } else {
     await serve(config);
   }
 }
 
-function configOrExit(): Config {
+async function configOrExit(): Promise<Config> {
   try {
-    return loadConfig(process.env);
+    // It parses the keys and policy files too, so that every problem is
+    // reported at once and a refused start creates no secret.
+    return await loadServiceConfig(process.env);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`caconnector: ${err.message}\n`);
@@ -49,7 +49,10 @@ function configOrExit(): Config {
   }
 }
 
-/** A bad key or policy file is a configuration error: refuse to start. */
+/**
+ * A key or policy file that turned bad after the configuration was read is
+ * a configuration error too: refuse to start.
+ */
 function refuseToStart(err: unknown): never {
   process.stderr.write(`caconnector: ${(err as Error).message}\n`);
   process.exit(2);
@@ -61,22 +64,14 @@ function logCreated(logger: Logger, config: Config): void {
   }
 }
 
-async function supervise(config: Config): Promise<void> {
+function supervise(config: Config): void {
   const logger = createLogger(config.logLevel).child({
     pid: process.pid,
     role: "primary",
   });
+  // The keys and policy files were parsed with the configuration, so a bad
+  // one stops the start before any worker exists.
   logCreated(logger, config);
-  // The workers check these too; checking once here stops a bad file
-  // before any worker starts, rather than in each of them.
-  try {
-    await TokenVerifier.fromConfig(config);
-    if (config.policyFile) {
-      parsePolicies(readFileSync(config.policyFile, "utf8"), config.policyFile);
-    }
-  } catch (err) {
-    refuseToStart(err);
-  }
   serveClusterMetrics();
   runPrimary({
     workers: config.workers,

@@ -1,9 +1,17 @@
-import { randomBytes } from "node:crypto";
-import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { generateKeyPairSync, randomBytes } from "node:crypto";
+import {
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rm,
+  stat,
+  writeFile,
+} from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { ConfigError, loadConfig } from "../src/config.js";
+import { ConfigError, loadConfig, loadServiceConfig } from "../src/config.js";
 
 let dir = "";
 
@@ -25,6 +33,30 @@ function problemsOf(env: NodeJS.ProcessEnv): string[] {
     throw err;
   }
   return [];
+}
+
+async function serviceProblemsOf(env: NodeJS.ProcessEnv): Promise<string[]> {
+  try {
+    await loadServiceConfig(env, { dataDir: join(dir, "data") });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      return err.problems;
+    }
+    throw err;
+  }
+  return [];
+}
+
+/** Writes a file into the test directory and returns its path. */
+async function file(name: string, text: string): Promise<string> {
+  const path = join(dir, name);
+  await writeFile(path, text);
+  return path;
+}
+
+function publicKeyPem(): string {
+  const { publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
+  return publicKey.export({ type: "spki", format: "pem" }).toString();
 }
 
 describe("loadConfig", () => {
@@ -135,6 +167,31 @@ describe("loadConfig", () => {
     expect(problems.join("\n")).not.toContain(secret);
   });
 
+  it("names every bad entry of SECRETS_KEY, by position only", () => {
+    const problems = problemsOf({ SECRETS_KEY: "short,alsoshort" });
+    expect(problems).toEqual([
+      "SECRETS_KEY: key 1 must be 32 bytes in base64 (openssl rand -base64 32)",
+      "SECRETS_KEY: key 2 must be 32 bytes in base64 (openssl rand -base64 32)",
+    ]);
+    expect(problems.join("\n")).not.toContain("alsoshort");
+  });
+
+  it("rejects a TLS certificate and key that do not make a pair", async () => {
+    const { privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
+    const problems = problemsOf({
+      TLS_CERT_FILE: await file("cert.pem", publicKeyPem()),
+      TLS_KEY_FILE: await file(
+        "key.pem",
+        privateKey.export({ type: "pkcs8", format: "pem" }).toString(),
+      ),
+    });
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatch(
+      /^TLS_CERT_FILE and TLS_KEY_FILE must hold a PEM certificate/,
+    );
+    expect(problems[0]).not.toContain("PRIVATE KEY");
+  });
+
   it("reads rotation keys from SECRETS_KEY_FILE", async () => {
     const file = join(dir, "keys");
     await writeFile(
@@ -146,5 +203,103 @@ describe("loadConfig", () => {
       { dataDir: join(dir, "data") },
     );
     expect(config.secretsKeys.map((key) => key.id)).toEqual(["new", "old"]);
+  });
+});
+
+describe("loadServiceConfig", () => {
+  it("reports the environment and both files in one problem list", async () => {
+    const problems = await serviceProblemsOf({
+      PORT: "x",
+      SECRETS_KEY: "short,alsoshort",
+      AUTH_JWT_PUBLIC_KEYS_FILE: await file("keys.pem", "not a key\n"),
+      POLICY_FILE: await file("policy.yaml", "- name: [unclosed\n"),
+    });
+    const keys = join(dir, "keys.pem");
+    const policy = join(dir, "policy.yaml");
+    expect(problems.slice(0, 3)).toEqual([
+      "PORT must be an integer from 0 to 65535",
+      "SECRETS_KEY: key 1 must be 32 bytes in base64 (openssl rand -base64 32)",
+      "SECRETS_KEY: key 2 must be 32 bytes in base64 (openssl rand -base64 32)",
+    ]);
+    expect(problems[3]).toBe(
+      `AUTH_JWT_PUBLIC_KEYS_FILE: ${keys}: no public key found`,
+    );
+    expect(problems[4]).toMatch(
+      `POLICY_FILE: ${policy}: not valid YAML or JSON (`,
+    );
+    expect(problems).toHaveLength(5);
+  });
+
+  it("reports each invalid policy of the policy file", async () => {
+    const problems = await serviceProblemsOf({
+      POLICY_FILE: await file(
+        "policy.yaml",
+        "- name: a\n  scope: admin\n  active: maybe\n- scope: admin\n",
+      ),
+    });
+    const policy = join(dir, "policy.yaml");
+    expect(problems).toEqual([
+      `POLICY_FILE: ${policy}: policy 1 ("a"): "active" must be true or false`,
+      `POLICY_FILE: ${policy}: policy 2: "name" is required`,
+    ]);
+  });
+
+  it("reports a private key in the public keys file without quoting it", async () => {
+    const { privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
+    const pem = privateKey.export({ type: "pkcs8", format: "pem" }).toString();
+    const problems = await serviceProblemsOf({
+      AUTH_JWT_PUBLIC_KEYS_FILE: await file("keys.pem", pem),
+    });
+    expect(problems).toEqual([
+      `AUTH_JWT_PUBLIC_KEYS_FILE: ${join(dir, "keys.pem")}: block 1 is a private key`,
+    ]);
+    const body = pem.split("\n")[1] ?? "";
+    expect(problems.join("\n")).not.toContain(body);
+  });
+
+  it("reports an unreadable file once", async () => {
+    expect(
+      await serviceProblemsOf({
+        AUTH_JWT_PUBLIC_KEYS_FILE: join(dir, "missing.pem"),
+        POLICY_FILE: join(dir, "missing.yaml"),
+      }),
+    ).toEqual([
+      `AUTH_JWT_PUBLIC_KEYS_FILE: cannot read ${join(dir, "missing.pem")} (ENOENT)`,
+      `POLICY_FILE: cannot read ${join(dir, "missing.yaml")} (ENOENT)`,
+    ]);
+  });
+
+  it("creates no file under the data directory when it refuses", async () => {
+    const dataDir = join(dir, "data");
+    const bad = await file("policy.yaml", "{}\n");
+    expect(await serviceProblemsOf({ POLICY_FILE: bad })).toHaveLength(1);
+    await expect(stat(dataDir)).rejects.toThrow("ENOENT");
+
+    // Nor beside a secret an earlier start made.
+    await mkdir(dataDir);
+    await writeFile(join(dataDir, "jwt-secret"), "kept\n");
+    const keys = await file("keys.pem", "not a key\n");
+    expect(
+      await serviceProblemsOf({ AUTH_JWT_PUBLIC_KEYS_FILE: keys }),
+    ).toHaveLength(1);
+    expect(await readdir(dataDir)).toEqual(["jwt-secret"]);
+  });
+
+  it("accepts good files and creates the missing development secret", async () => {
+    const dataDir = join(dir, "data");
+    const config = await loadServiceConfig(
+      {
+        AUTH_JWT_PUBLIC_KEYS_FILE: await file("keys.pem", publicKeyPem()),
+        POLICY_FILE: await file(
+          "policy.yaml",
+          "- name: a\n  scope: admin\n  action: getCA\n",
+        ),
+      },
+      { dataDir },
+    );
+    expect(config.jwtSecret).toBeUndefined();
+    expect(config.jwtPublicKeysFile).toBe(join(dir, "keys.pem"));
+    expect(config.created).toEqual([join(dataDir, "secrets.key")]);
+    expect((await stat(join(dataDir, "secrets.key"))).mode & 0o777).toBe(0o600);
   });
 });

@@ -10,11 +10,32 @@ import { type AdminPolicy, nameMatcher } from "./policy.js";
  * names every policy and field at fault.
  */
 export function parsePolicies(text: string, source: string): AdminPolicy[] {
+  const { policies, problems } = readPolicies(text, source);
+  if (problems.length > 0) {
+    throw new Error(problems.join("; "));
+  }
+  return policies;
+}
+
+/**
+ * Lists every problem `parsePolicies` would throw for, none for a good
+ * document, so that a start can report them with the rest of its
+ * configuration.
+ */
+export function policyProblems(text: string, source: string): string[] {
+  return readPolicies(text, source).problems;
+}
+
+function readPolicies(
+  text: string,
+  source: string,
+): { policies: AdminPolicy[]; problems: string[] } {
+  const refuse = (problem: string) => ({ policies: [], problems: [problem] });
   let document: unknown;
   try {
     document = parse(text);
   } catch (err) {
-    throw new Error(
+    return refuse(
       `${source}: not valid YAML or JSON (${(err as Error).message.split("\n")[0]})`,
     );
   }
@@ -22,10 +43,10 @@ export function parsePolicies(text: string, source: string): AdminPolicy[] {
     // An empty file is what a reader sees in the middle of an in-place
     // rewrite; taking it as "no policies" would open everything to every
     // admin. No policies must be said explicitly.
-    throw new Error(`${source}: is empty; write [] for no admin policies`);
+    return refuse(`${source}: is empty; write [] for no admin policies`);
   }
   if (!Array.isArray(document)) {
-    throw new Error(`${source}: must be a list of policies`);
+    return refuse(`${source}: must be a list of policies`);
   }
   const problems: string[] = [];
   const policies: AdminPolicy[] = [];
@@ -42,10 +63,7 @@ export function parsePolicies(text: string, source: string): AdminPolicy[] {
     names.add(policy.name);
     policies.push(policy);
   });
-  if (problems.length > 0) {
-    throw new Error(problems.join("; "));
-  }
-  return policies;
+  return { policies, problems };
 }
 
 function parsePolicy(

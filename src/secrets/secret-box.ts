@@ -108,8 +108,8 @@ export class SecretBox {
 /**
  * Parses keys from `SECRETS_KEY` or a key file: entries separated by commas
  * or newlines, each `<id>:<base64 key>` or a bare base64 key whose id is
- * derived from its hash. Throws a message naming the entry by position only,
- * never by value.
+ * derived from its hash. Throws an `AggregateError` with one error per bad
+ * entry, each naming the entry by position only, never by value.
  */
 export function parseSecretKeys(text: string, source: string): SecretKey[] {
   const entries = text
@@ -119,10 +119,22 @@ export function parseSecretKeys(text: string, source: string): SecretKey[] {
   if (entries.length === 0) {
     throw new Error(`${source} holds no key`);
   }
-  const keys = entries.map((entry, index) => parseKey(entry, index, source));
-  const ids = new Set(keys.map((key) => key.id));
-  if (ids.size !== keys.length) {
-    throw new Error(`${source} names a key id twice`);
+  // Every entry is checked, so that one start names all the bad ones.
+  const keys: SecretKey[] = [];
+  const errors: Error[] = [];
+  entries.forEach((entry, index) => {
+    try {
+      keys.push(parseKey(entry, index, source));
+    } catch (err) {
+      errors.push(err as Error);
+    }
+  });
+  if (new Set(keys.map((key) => key.id)).size !== keys.length) {
+    errors.push(new Error(`${source} names a key id twice`));
+  }
+  if (errors.length > 0) {
+    const message = errors.map((err) => err.message).join("; ");
+    throw new AggregateError(errors, message);
   }
   return keys;
 }

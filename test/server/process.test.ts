@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
+import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -284,6 +284,50 @@ describe("the service process", () => {
     );
     expect(service.stderr()).toContain("LOG_LEVEL must be one of");
     expect(service.stdout()).not.toContain("listening");
+  });
+
+  it("reports bad variables, secrets keys, keys file and policy file in one run", async () => {
+    const cwd = await freshDir();
+    await writeFile(join(cwd, "keys.pem"), "not a key\n");
+    await writeFile(join(cwd, "policy.yaml"), "- name: [unclosed\n");
+    const service = runScript(mainScript, [], cwd, {
+      HOST: "127.0.0.1",
+      PORT: "x",
+      LOG_LEVEL: "info",
+      SECRETS_KEY: "short,alsoshort",
+      AUTH_JWT_PUBLIC_KEYS_FILE: "keys.pem",
+      POLICY_FILE: "policy.yaml",
+    });
+
+    expect(await service.exit()).toBe(2);
+    const stderr = service.stderr();
+    expect(stderr).toContain("PORT must be an integer from 0 to 65535");
+    expect(stderr).toContain("SECRETS_KEY: key 1 must be 32 bytes");
+    expect(stderr).toContain("SECRETS_KEY: key 2 must be 32 bytes");
+    expect(stderr).not.toContain("alsoshort");
+    expect(stderr).toContain(
+      "AUTH_JWT_PUBLIC_KEYS_FILE: keys.pem: no public key found",
+    );
+    expect(stderr).toContain("POLICY_FILE: policy.yaml: not valid YAML");
+    expect(service.stdout()).not.toContain("listening");
+    expect(existsSync(join(cwd, "data"))).toBe(false);
+  });
+
+  it("creates no secret when only the policy file is wrong", async () => {
+    const cwd = await freshDir();
+    await writeFile(join(cwd, "policy.yaml"), "{}\n");
+    const service = runScript(mainScript, [], cwd, {
+      HOST: "127.0.0.1",
+      PORT: "0",
+      LOG_LEVEL: "info",
+      POLICY_FILE: "policy.yaml",
+    });
+
+    expect(await service.exit()).toBe(2);
+    expect(service.stderr()).toContain(
+      "POLICY_FILE: policy.yaml: must be a list of policies",
+    );
+    expect(existsSync(join(cwd, "data"))).toBe(false);
   });
 });
 
