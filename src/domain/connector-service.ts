@@ -9,7 +9,11 @@ import type {
 } from "../plugins/plugin.js";
 import type { PluginRegistry } from "../plugins/registry.js";
 import { unknownKeyViolations, validateConfig } from "../plugins/schema.js";
-import { censored, type SecretBox } from "../secrets/secret-box.js";
+import {
+  censored,
+  type SecretBox,
+  SecretDecryptError,
+} from "../secrets/secret-box.js";
 import { NameTakenError } from "../store/errors.js";
 import {
   type ConfigEntry,
@@ -17,7 +21,7 @@ import {
   nameKey,
   type StoredConnector,
 } from "../store/store.js";
-import { fieldError, invalidArgument } from "./errors.js";
+import { fieldError, invalidArgument, undecryptableSecret } from "./errors.js";
 import { freshRead } from "./fresh-read.js";
 import { nameViolation } from "./names.js";
 
@@ -417,6 +421,7 @@ export class ConnectorService {
     const entries = new Map(
       (existing?.config ?? []).map((entry) => [entry.key, { ...entry }]),
     );
+    const sent = new Set<string>();
     for (const field of plugin.fields) {
       const value = input.config[field.key];
       if (
@@ -440,6 +445,7 @@ export class ConnectorService {
             })
           : value;
       entries.set(field.key, entry);
+      sent.add(field.key);
     }
 
     const violations: FieldViolation[] = [];
@@ -459,7 +465,44 @@ export class ConnectorService {
     if (violations.length > 0) {
       throw invalidArgument(violations);
     }
+    this.#resealKept(input.name, merged, sent);
     return merged;
+  }
+
+  /**
+   * Seals the stored secrets a save keeps under the current key, so that an
+   * operator can retire an old key without typing every secret again. A
+   * secret that no configured key opens refuses the save instead: keeping
+   * it would store a value nobody can use, and only the caller can send a
+   * new one.
+   */
+  #resealKept(
+    connector: string,
+    entries: ConfigEntry[],
+    sent: ReadonlySet<string>,
+  ): void {
+    const violations: FieldViolation[] = [];
+    for (const entry of entries) {
+      if (entry.type !== "password" || entry.value === "") {
+        continue;
+      }
+      if (sent.has(entry.key)) {
+        continue;
+      }
+      const owner = { connector, field: entry.key };
+      try {
+        entry.value = this.#deps.secrets.reseal(entry.value, owner);
+      } catch (err) {
+        if (!(err instanceof SecretDecryptError)) {
+          throw err;
+        }
+        this.#log.warn({ err, ...owner }, "stored secret cannot be decrypted");
+        violations.push(undecryptableSecret(entry.key));
+      }
+    }
+    if (violations.length > 0) {
+      throw fieldError(Code.FailedPrecondition, violations);
+    }
   }
 
   async #view(connector: StoredConnector): Promise<ConnectorView> {

@@ -2,6 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { BadRequestSchema } from "../../gen/google/rpc/error_details_pb.js";
 import type { FieldViolation } from "../plugins/plugin.js";
+import { SecretDecryptError } from "../secrets/secret-box.js";
 import { StoreUnavailableError } from "../store/errors.js";
 
 /**
@@ -16,6 +17,7 @@ export function invalidArgument(violations: FieldViolation[]): ConnectError {
 export function fieldError(
   code: Code,
   violations: FieldViolation[],
+  cause?: unknown,
 ): ConnectError {
   const message = violations
     .map((violation) => `${violation.field}: ${violation.description}`)
@@ -26,9 +28,26 @@ export function fieldError(
       description: violation.description,
     })),
   });
-  return new ConnectError(message, code, undefined, [
-    { desc: BadRequestSchema, value: detail },
-  ]);
+  return new ConnectError(
+    message,
+    code,
+    undefined,
+    [{ desc: BadRequestSchema, value: detail }],
+    cause,
+  );
+}
+
+/**
+ * Why a stored secret blocks a request: no configured key opens it, either
+ * because its key was removed or because it fails authentication. It names
+ * the field only, never a key id, key or secret.
+ */
+export function undecryptableSecret(field: string): FieldViolation {
+  return {
+    field: `config.${field}`,
+    description:
+      "its stored secret cannot be decrypted with the configured keys",
+  };
 }
 
 /** The message every unexpected failure shows a client. */
@@ -37,13 +56,21 @@ export const internalMessage = "internal error";
 /**
  * Maps any error thrown below the protocol adapters to the ConnectError a
  * client sees. Errors we raised on purpose pass through; store failures become
- * UNAVAILABLE; everything else becomes INTERNAL with a fixed message, so no
- * driver text, path or stack ever reaches a client. The original stays as
- * `cause` for the log.
+ * UNAVAILABLE; a stored secret no configured key opens is the operator's to
+ * fix, so FAILED_PRECONDITION; everything else becomes INTERNAL with a fixed
+ * message, so no driver text, path or stack ever reaches a client. The
+ * original stays as `cause` for the log.
  */
 export function toConnectError(err: unknown): ConnectError {
   if (err instanceof ConnectError) {
     return err;
+  }
+  if (err instanceof SecretDecryptError) {
+    return fieldError(
+      Code.FailedPrecondition,
+      [undecryptableSecret(err.owner.field)],
+      err,
+    );
   }
   if (err instanceof StoreUnavailableError) {
     return new ConnectError(

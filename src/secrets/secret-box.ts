@@ -28,6 +28,13 @@ export interface SecretOwner {
 /** A secret could not be decrypted with any configured key. */
 export class SecretDecryptError extends Error {
   override readonly name = "SecretDecryptError";
+  /** The secret that failed, so that a client can be told its field. */
+  readonly owner: SecretOwner;
+
+  constructor(message: string, owner: SecretOwner, options?: ErrorOptions) {
+    super(message, options);
+    this.owner = owner;
+  }
 }
 
 /**
@@ -73,16 +80,23 @@ export class SecretBox {
     const parts = sealed.split(":");
     const key = this.#keys.get(parts[2] ?? "");
     if (parts.length !== 4 || `${parts[0]}:${parts[1]}` !== prefix) {
-      throw new SecretDecryptError(`secret of ${describe(owner)} is malformed`);
+      throw new SecretDecryptError(
+        `secret of ${describe(owner)} is malformed`,
+        owner,
+      );
     }
     if (!key) {
       throw new SecretDecryptError(
         `secret of ${describe(owner)} uses key id "${parts[2]}", which is not configured`,
+        owner,
       );
     }
     const body = Buffer.from(parts[3] ?? "", "base64url");
     if (body.length < nonceBytes + tagBytes) {
-      throw new SecretDecryptError(`secret of ${describe(owner)} is malformed`);
+      throw new SecretDecryptError(
+        `secret of ${describe(owner)} is malformed`,
+        owner,
+      );
     }
     try {
       const decipher = createDecipheriv(
@@ -99,9 +113,32 @@ export class SecretBox {
     } catch (err) {
       throw new SecretDecryptError(
         `secret of ${describe(owner)} fails authentication`,
+        owner,
         { cause: err },
       );
     }
+  }
+
+  /** Id of the key that sealed `sealed`, or undefined if it is malformed. */
+  keyIdOf(sealed: string): string | undefined {
+    const parts = sealed.split(":");
+    const wellFormed =
+      parts.length === 4 && `${parts[0]}:${parts[1]}` === prefix;
+    return wellFormed ? parts[2] : undefined;
+  }
+
+  /**
+   * The secret sealed under the current key: `sealed` itself if that key
+   * sealed it, else decrypted and sealed again, so that an old key can be
+   * retired. It decrypts in either case, so that what it returns is known
+   * to decrypt; it throws `SecretDecryptError` as `decrypt` does.
+   */
+  reseal(sealed: string, owner: SecretOwner): string {
+    const plain = this.decrypt(sealed, owner);
+    if (this.keyIdOf(sealed) === this.#current.id) {
+      return sealed;
+    }
+    return this.encrypt(plain, owner);
   }
 }
 

@@ -296,10 +296,11 @@ describe("concurrent saves", () => {
 describe("secrets", () => {
   const password = "Pa55-word";
 
-  async function saveWithPassword(value: string) {
+  async function saveWithPassword(value: string, validateOnly = false) {
     return save({
       type: "microsoft",
       config: { ...microsoft, ssl_client_key_password: value },
+      validateOnly,
     });
   }
 
@@ -323,6 +324,90 @@ describe("secrets", () => {
     const after = await store.get("ca1");
     expect(after?.revision).toBe(2);
     expect(after?.config).toEqual(before?.config);
+  });
+
+  describe("after key rotation", () => {
+    const keyA = `A:${randomBytes(32).toString("base64")}`;
+    const keyB = `B:${randomBytes(32).toString("base64")}`;
+    const owner = { connector: "ca1", field: "ssl_client_key_password" };
+
+    /** Restarts the service with the given keys, the first encrypting. */
+    function restartWith(keys: string): SecretBox {
+      const secrets = new SecretBox(parseSecretKeys(keys, "test"));
+      service = newService({ secrets });
+      return secrets;
+    }
+
+    async function storedSecret(): Promise<string | undefined> {
+      const stored = await store.get("ca1");
+      return stored?.config.find((e) => e.key === owner.field)?.value;
+    }
+
+    it("seals a kept secret again under the first key", async () => {
+      restartWith(keyA);
+      await saveWithPassword(password);
+      expect(await storedSecret()).toMatch(/^enc:v1:A:/);
+
+      restartWith(`${keyB},${keyA}`);
+      await saveWithPassword("__CENSORED__");
+      const resealed = await storedSecret();
+      expect(resealed).toMatch(/^enc:v1:B:/);
+
+      const onlyB = restartWith(keyB);
+      expect(onlyB.decrypt(resealed ?? "", owner)).toBe(password);
+      expect(await save({ type: "microsoft", config: microsoft })).toEqual({
+        id: 1,
+        created: false,
+        revision: 3,
+      });
+      expect(await storedSecret()).toBe(resealed);
+    });
+
+    it("refuses to keep a secret whose key was removed", async () => {
+      restartWith(keyA);
+      await saveWithPassword(password);
+      const before = await store.get("ca1");
+      restartWith(keyB);
+
+      for (const validateOnly of [false, true]) {
+        const err = await rejection(
+          saveWithPassword("__CENSORED__", validateOnly),
+        );
+        expect(err.code).toBe(Code.FailedPrecondition);
+        expect(violatedFields(err)).toEqual([`config.${owner.field}`]);
+        expect(err.rawMessage).toBe(
+          `config.${owner.field}: its stored secret cannot be decrypted with the configured keys`,
+        );
+      }
+      const omitted = await rejection(
+        save({ type: "microsoft", config: { port: "50062" } }),
+      );
+      expect(omitted.code).toBe(Code.FailedPrecondition);
+      expect(await store.get("ca1")).toEqual(before);
+
+      expect((await saveWithPassword("n3w-pw")).revision).toBe(2);
+      expect(await storedSecret()).toMatch(/^enc:v1:B:/);
+    });
+
+    it("refuses to keep a secret that fails authentication", async () => {
+      restartWith(keyA);
+      await saveWithPassword(password);
+      const stored = await store.get("ca1");
+      // One character inside the body, whose six bits all carry data.
+      const flip = (value: string) =>
+        `${value.slice(0, -10)}${value.at(-10) === "A" ? "B" : "A"}${value.slice(-9)}`;
+      const config = (stored?.config ?? []).map((entry) =>
+        entry.key === owner.field
+          ? { ...entry, value: flip(entry.value) }
+          : entry,
+      );
+      await store.update("ca1", 1, config, now);
+
+      const err = await rejection(saveWithPassword("__CENSORED__"));
+      expect(err.code).toBe(Code.FailedPrecondition);
+      expect(violatedFields(err)).toEqual([`config.${owner.field}`]);
+      expect((await store.get("ca1"))?.revision).toBe(2);
+    });
   });
 
   it("clears a secret set to an empty string", async () => {

@@ -6,6 +6,7 @@ import {
   invalidArgument,
   toConnectError,
 } from "../../src/domain/errors.js";
+import { SecretDecryptError } from "../../src/secrets/secret-box.js";
 import { StoreUnavailableError } from "../../src/store/errors.js";
 
 describe("toConnectError", () => {
@@ -19,6 +20,24 @@ describe("toConnectError", () => {
     const err = toConnectError(cause);
     expect(err.code).toBe(Code.Unavailable);
     expect(err.rawMessage).toBe("store unavailable");
+    expect(err.cause).toBe(cause);
+  });
+
+  it("maps an undecryptable secret to FAILED_PRECONDITION naming its field", () => {
+    const owner = { connector: "ca1", field: "ssl_client_key_password" };
+    const cause = new SecretDecryptError(
+      'secret of field "ssl_client_key_password" uses key id "old"',
+      owner,
+    );
+    const err = toConnectError(cause);
+    expect(err.code).toBe(Code.FailedPrecondition);
+    expect(err.rawMessage).toBe(
+      "config.ssl_client_key_password: its stored secret cannot be decrypted with the configured keys",
+    );
+    expect(err.rawMessage).not.toContain("old");
+    expect(err.findDetails(BadRequestSchema)[0]?.fieldViolations).toHaveLength(
+      1,
+    );
     expect(err.cause).toBe(cause);
   });
 

@@ -56,6 +56,52 @@ describe("SecretBox", () => {
     expect(after.encrypt("pw", owner)).toMatch(/^enc:v1:new:/);
   });
 
+  it("reseals a secret of an older key under the first", () => {
+    const oldKey = `old:${newKey()}`;
+    const sealed = new SecretBox(parseSecretKeys(oldKey, "test")).encrypt(
+      "pw",
+      owner,
+    );
+    const box = new SecretBox(
+      parseSecretKeys(`new:${newKey()},${oldKey}`, "test"),
+    );
+    expect(box.keyIdOf(sealed)).toBe("old");
+
+    const resealed = box.reseal(sealed, owner);
+
+    expect(box.keyIdOf(resealed)).toBe("new");
+    expect(box.currentKeyId).toBe("new");
+    expect(box.decrypt(resealed, owner)).toBe("pw");
+  });
+
+  it("keeps a secret of the first key as it is when resealing", () => {
+    const box = new SecretBox(parseSecretKeys(`k:${newKey()}`, "test"));
+    const sealed = box.encrypt("pw", owner);
+    expect(box.reseal(sealed, owner)).toBe(sealed);
+  });
+
+  it("refuses to reseal what no configured key opens, naming the owner", () => {
+    const box = new SecretBox(parseSecretKeys(`a:${newKey()}`, "test"));
+    const other = new SecretBox(parseSecretKeys(`b:${newKey()}`, "test"));
+    const sealed = other.encrypt("pw", owner);
+    expect(() => box.reseal(sealed, owner)).toThrow(SecretDecryptError);
+    try {
+      box.reseal(sealed, owner);
+    } catch (err) {
+      expect((err as SecretDecryptError).owner).toEqual(owner);
+    }
+    const ownSealed = box.encrypt("pw", owner);
+    expect(() => box.reseal(ownSealed, { ...owner, field: "x" })).toThrow(
+      SecretDecryptError,
+    );
+  });
+
+  it("reads no key id from a malformed value", () => {
+    const box = new SecretBox(parseSecretKeys(newKey(), "test"));
+    expect(box.keyIdOf("plain text")).toBeUndefined();
+    expect(box.keyIdOf("enc:v2:a:b")).toBeUndefined();
+  });
+
   it("names the missing key id without showing any key", () => {
     const box = new SecretBox(parseSecretKeys(`a:${newKey()}`, "test"));
     const other = new SecretBox(parseSecretKeys(`b:${newKey()}`, "test"));
