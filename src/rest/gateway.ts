@@ -15,7 +15,7 @@ import type { Logger } from "../logger.js";
 import type { RequestObserver } from "../ops/metrics.js";
 import { booleanSpellings, isTrue } from "../plugins/plugin.js";
 import { requestIdOf } from "../server/request-id.js";
-import { sendJson } from "../server/respond.js";
+import { sendJsonSoon } from "../server/respond.js";
 import { errorBody, JsonText, successBody } from "./envelope.js";
 import { type RestOperation, toRestError } from "./errors.js";
 import { parseParams, RestInputError, readBody } from "./params.js";
@@ -92,14 +92,14 @@ export function createRestGateway(deps: RestGatewayDeps) {
         throw new RestInputError("the path is not valid percent-encoding");
       }
       const value = await perform(deps, route, request, url, admin, attempt);
-      sendJson(response, 200, successBody(value));
+      sendJsonSoon(response, 200, successBody(value));
     } catch (err) {
       const error = toRestError(err, route?.operation ?? "list");
       status = error.status;
       if (status >= 500 && status !== 503) {
         log.error({ err, route: route?.label }, "request failed");
       }
-      sendJson(response, status, errorBody(error), error.headers);
+      sendJsonSoon(response, status, errorBody(error), error.headers);
     }
     const durationMs = Math.round((performance.now() - started) * 1000) / 1000;
     // An unknown path is the caller's text: the log line may show it, the
