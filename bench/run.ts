@@ -25,7 +25,12 @@ import {
   type SoakResult,
   soak,
 } from "./lib/rounds.js";
-import { repoRoot, type Service, startService } from "./lib/service.js";
+import {
+  buildService,
+  repoRoot,
+  type Service,
+  startService,
+} from "./lib/service.js";
 import { readSettings } from "./lib/settings.js";
 import { targetChecks } from "./lib/targets.js";
 import { choosePinning, ensureLoadTools } from "./lib/tools.js";
@@ -46,6 +51,7 @@ async function main(): Promise<void> {
   const started = Date.now();
   const settings = readSettings(process.env);
   await ensureLoadTools();
+  await buildService();
   const pinning = await choosePinning();
   const commit = await gitCommit();
   console.log(`caconnector bench at ${commit}; ${pinning.note}`);

@@ -3,7 +3,7 @@ import { createRequire } from "node:module";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { type Child, startChild } from "./children.js";
+import { type Child, runChild, startChild } from "./children.js";
 
 /** The repository root, two levels above this file. */
 export const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
@@ -58,9 +58,26 @@ export function startTsScript(
 }
 
 /**
- * Starts `src/main.ts` on a free loopback port with request logs off and
- * resolves once it answers HTTP. The port is chosen here because at
- * LOG_LEVEL=warn the service does not print its "listening" line.
+ * Compiles the service as `npm start` does, so that the bench measures the
+ * JavaScript that production runs rather than tsx's on-the-fly output.
+ */
+export async function buildService(): Promise<void> {
+  const tsc = join(repoRoot, "node_modules", "typescript", "bin", "tsc");
+  const result = await runChild(
+    process.execPath,
+    [tsc, "-p", join(repoRoot, "tsconfig.build.json")],
+    { cwd: repoRoot },
+  );
+  if (result.code !== 0) {
+    throw new Error(`tsc failed:\n${result.stdout}${result.stderr}`);
+  }
+}
+
+/**
+ * Starts the built service (`dist/src/main.js`, see `buildService`) on a
+ * free loopback port with request logs off and resolves once it answers
+ * HTTP. The port is chosen here because at LOG_LEVEL=warn the service does
+ * not print its "listening" line.
  */
 export async function startService(options: ServiceOptions): Promise<Service> {
   const port = await freePort();
@@ -81,12 +98,11 @@ export async function startService(options: ServiceOptions): Promise<Service> {
   const nodeArgs = options.cpuProfileDir
     ? ["--cpu-prof", `--cpu-prof-dir=${options.cpuProfileDir}`]
     : [];
-  const child = startTsScript(join(repoRoot, "src", "main.ts"), [], {
-    env,
-    cwd: options.cwd,
-    cores: options.cores,
-    nodeArgs,
-  });
+  const child = startChild(
+    process.execPath,
+    [...nodeArgs, join(repoRoot, "dist", "src", "main.js")],
+    { env, cwd: options.cwd, cores: options.cores },
+  );
   const url = `http://127.0.0.1:${port}`;
   await waitUntilHealthy(url, child);
   return { url, pid: child.pid, child, stop: () => child.stop() };
