@@ -27,8 +27,7 @@ export interface ConformanceOptions {
   /**
    * The server lets several conditional updates of one revision succeed
    * (FerretDB 1.x runs findAndModify as an unlocked read-then-write). The
-   * race test then asserts that the defect is still there, so it turns red
-   * once the server is fixed and this flag can go.
+   * race test then checks only what such a server still guarantees.
    */
   racyConditionalUpdates?: boolean;
 }
@@ -378,36 +377,59 @@ export function describeStoreConformance(
       );
     });
 
-    // NOTE: on a server with racy conditional updates, this test is expected
-    // to fail; see ConformanceOptions.
-    const raceTest = options.racyConditionalUpdates ? it.fails : it;
-    raceTest(
-      "lets exactly one of many concurrent updates of a revision succeed",
-      async () => {
-        const { first, second } = stores();
-        await first.create(connector("Race"), created);
-
-        // Several rounds, so that a race which loses only now and then
-        // still shows.
-        for (let revision = 1; revision <= 5; revision++) {
-          const results = await Promise.all(
-            Array.from({ length: 20 }, (_, i) =>
-              (i % 2 === 0 ? first : second).update(
-                "Race",
-                revision,
-                [entry("writer", `${revision}-${i}`)],
-                updated,
-              ),
+    /**
+     * Twenty updates of one revision at once, through both instances, five
+     * rounds over, so that a race which loses only now and then still shows.
+     */
+    async function raceRounds(
+      check: (winners: StoredConnector[]) => Promise<void>,
+    ): Promise<void> {
+      const { first, second } = stores();
+      await first.create(connector("Race"), created);
+      for (let revision = 1; revision <= 5; revision++) {
+        const results = await Promise.all(
+          Array.from({ length: 20 }, (_, i) =>
+            (i % 2 === 0 ? first : second).update(
+              "Race",
+              revision,
+              [entry("writer", `${revision}-${i}`)],
+              updated,
             ),
-          );
-
-          const winners = results.filter((r) => r !== undefined);
-          expect(winners).toHaveLength(1);
-          expect(winners[0]?.revision).toBe(revision + 1);
-          expect(await second.get("Race")).toEqual(winners[0]);
+          ),
+        );
+        const winners = results.filter((r) => r !== undefined);
+        for (const winner of winners) {
+          expect(winner.revision).toBe(revision + 1);
         }
-      },
-    );
+        await check(winners);
+      }
+    }
+
+    if (options.racyConditionalUpdates) {
+      // NOTE: the server lets several updates of one revision win, which
+      // the exact test below would always fail on; this one holds what the
+      // server still guarantees: the revision moves by one per round, and
+      // what is stored is one of the acknowledged writes.
+      it("stores one of the acknowledged concurrent updates of a revision", async () => {
+        let extraWinners = 0;
+        await raceRounds(async (winners) => {
+          expect(winners.length).toBeGreaterThanOrEqual(1);
+          extraWinners += winners.length - 1;
+          expect(winners).toContainEqual(await stores().second.get("Race"));
+        });
+        console.log(
+          `[race] racy server: ${extraWinners} extra acknowledged ` +
+            "updates in 5 rounds of 20",
+        );
+      });
+    } else {
+      it("lets exactly one of many concurrent updates of a revision succeed", async () => {
+        await raceRounds(async (winners) => {
+          expect(winners).toHaveLength(1);
+          expect(await stores().second.get("Race")).toEqual(winners[0]);
+        });
+      });
+    }
 
     it("lets exactly one of many concurrent creates of a name succeed", async () => {
       const { first, second } = stores();
