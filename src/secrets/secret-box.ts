@@ -77,21 +77,21 @@ export class SecretBox {
 
   /** Decrypts what `encrypt` made for the same owner. */
   decrypt(sealed: string, owner: SecretOwner): string {
-    const parts = sealed.split(":");
-    const key = this.#keys.get(parts[2] ?? "");
-    if (parts.length !== 4 || `${parts[0]}:${parts[1]}` !== prefix) {
+    const parsed = parseSealed(sealed);
+    if (!parsed) {
       throw new SecretDecryptError(
         `secret of ${describe(owner)} is malformed`,
         owner,
       );
     }
+    const key = this.#keys.get(parsed.keyId);
     if (!key) {
       throw new SecretDecryptError(
-        `secret of ${describe(owner)} uses key id "${parts[2]}", which is not configured`,
+        `secret of ${describe(owner)} uses key id "${parsed.keyId}", which is not configured`,
         owner,
       );
     }
-    const body = Buffer.from(parts[3] ?? "", "base64url");
+    const body = Buffer.from(parsed.body, "base64url");
     if (body.length < nonceBytes + tagBytes) {
       throw new SecretDecryptError(
         `secret of ${describe(owner)} is malformed`,
@@ -121,10 +121,7 @@ export class SecretBox {
 
   /** Id of the key that sealed `sealed`, or undefined if it is malformed. */
   keyIdOf(sealed: string): string | undefined {
-    const parts = sealed.split(":");
-    const wellFormed =
-      parts.length === 4 && `${parts[0]}:${parts[1]}` === prefix;
-    return wellFormed ? parts[2] : undefined;
+    return parseSealed(sealed)?.keyId;
   }
 
   /**
@@ -140,6 +137,22 @@ export class SecretBox {
     }
     return this.encrypt(plain, owner);
   }
+}
+
+/** The key id and base64url body of `enc:v1:<key id>:<body>`, if it is one. */
+function parseSealed(
+  sealed: string,
+): { keyId: string; body: string } | undefined {
+  const [scheme, version, keyId, body, ...rest] = sealed.split(":");
+  if (
+    `${scheme}:${version}` !== prefix ||
+    keyId === undefined ||
+    body === undefined ||
+    rest.length > 0
+  ) {
+    return undefined;
+  }
+  return { keyId, body };
 }
 
 /**
