@@ -50,6 +50,23 @@ const unavailableLabels: string[] = [
   MongoErrorLabel.SystemOverloadedError,
 ];
 
+// Node socket errors that say the server went away. The driver wraps most of
+// them in MongoNetworkError, but not one raised while a write waits for the
+// socket to drain: that one reaches the caller as the bare socket error.
+const socketErrorCodes = new Set([
+  "EPIPE",
+  "ECONNRESET",
+  "ECONNREFUSED",
+  "ECONNABORTED",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ENETDOWN",
+  "ERR_SOCKET_CLOSED",
+  "ERR_STREAM_DESTROYED",
+  "ERR_STREAM_WRITE_AFTER_END",
+]);
+
 /** Settings of the Mongo adapter; the defaults suit production. */
 export interface MongoStoreOptions {
   /**
@@ -623,15 +640,27 @@ function isUnavailable(err: unknown): boolean {
   ) {
     return true;
   }
-  return (
-    err instanceof MongoError &&
-    unavailableLabels.some((label) => err.hasErrorLabel(label))
-  );
+  if (err instanceof MongoError) {
+    return unavailableLabels.some((label) => err.hasErrorLabel(label));
+  }
+  return socketErrorCodes.has(socketErrorCode(err) ?? "");
 }
 
-function translateError(err: unknown): unknown {
+function socketErrorCode(err: unknown): string | undefined {
+  const code = err instanceof Error ? Reflect.get(err, "code") : undefined;
+  return typeof code === "string" ? code : undefined;
+}
+
+/**
+ * Turns a driver error that says the database cannot be reached into
+ * `StoreUnavailableError`; returns any other error as it is.
+ */
+export function translateError(err: unknown): unknown {
   if (isUnavailable(err)) {
-    const kind = err instanceof Error ? err.name : "unknown error";
+    const kind =
+      err instanceof MongoError
+        ? err.name
+        : (socketErrorCode(err) ?? "unknown error");
     return new StoreUnavailableError(`mongodb is unavailable (${kind})`, {
       cause: err,
     });

@@ -1,12 +1,13 @@
 import { once } from "node:events";
 import { createServer } from "node:net";
-import { MongoClient } from "mongodb";
+import { MongoClient, MongoNetworkError, MongoServerError } from "mongodb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { silentLogger } from "../../src/logger.js";
 import { StoreUnavailableError } from "../../src/store/errors.js";
 import {
   mongoDatabaseName,
   openMongoStore,
+  translateError,
 } from "../../src/store/mongo-store.js";
 import { openStore } from "../../src/store/open-store.js";
 import {
@@ -193,5 +194,32 @@ describe("mongoDatabaseName", () => {
     ["mongodb+srv://u:pw@cluster.example.com/my%20db", "my db"],
   ])("reads %s as %s", (url, database) => {
     expect(mongoDatabaseName(url)).toBe(database);
+  });
+});
+
+describe("translateError", () => {
+  function socketError(message: string, code: string): Error {
+    return Object.assign(new Error(message), { code });
+  }
+
+  // The driver lets this one through bare when the server goes away while a
+  // write waits for the socket to drain.
+  it.each([
+    socketError("This socket has been ended by the other party", "EPIPE"),
+    socketError("read ECONNRESET", "ECONNRESET"),
+    socketError("connect ECONNREFUSED 127.0.0.1:1", "ECONNREFUSED"),
+    new MongoNetworkError("connection 3 closed"),
+  ])("reports %s as the store being unavailable", (err) => {
+    const translated = translateError(err);
+    expect(translated).toBeInstanceOf(StoreUnavailableError);
+    expect(String(translated)).not.toContain("127.0.0.1");
+  });
+
+  it.each([
+    new TypeError("cannot read properties of undefined"),
+    socketError("no such file", "ENOENT"),
+    new MongoServerError({ code: 2, errmsg: "bad value" }),
+  ])("leaves %s as it is", (err) => {
+    expect(translateError(err)).toBe(err);
   });
 });
