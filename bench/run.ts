@@ -18,7 +18,12 @@ import {
   type ProfileSummary,
   summarizeProfile,
 } from "./lib/profile.js";
-import { ceilingTable, ratiosOf, serviceTable } from "./lib/report.js";
+import {
+  ceilingTable,
+  ratiosOf,
+  serviceTable,
+  summarizeRuns,
+} from "./lib/report.js";
 import {
   type BenchContext,
   measure,
@@ -85,11 +90,12 @@ async function main(): Promise<void> {
     : undefined;
 
   const seconds = Math.round((Date.now() - started) / 1000);
-  const checks = targetChecks(ctx.records, soakResult, workers);
+  const summary = summarizeRuns(ctx.records);
+  const checks = targetChecks(summary, soakResult, workers);
   console.log(`\n## Service (commit ${commit}, ${seconds} s)\n`);
-  console.log(serviceTable(ctx.records));
+  console.log(serviceTable(summary));
   console.log("\n## Ceilings\n");
-  console.log(ceilingTable(ctx.records));
+  console.log(ceilingTable(summary));
   console.log("\n## Targets\n");
   console.log(checks.map((check) => `- ${check.text}`).join("\n"));
   if (soakResult) {
@@ -127,9 +133,10 @@ async function main(): Promise<void> {
           wrk: await version("wrk"),
           h2load: await version("h2load"),
         },
-        records: ctx.records.map((record) => ({
+        runs: ctx.records,
+        records: summary.map((record) => ({
           ...record,
-          ratios: ratiosOf(record, ctx.records),
+          ratios: ratiosOf(record, summary),
         })),
         targets: checks,
         soak: soakResult,
@@ -168,6 +175,7 @@ async function sqliteRound(
       operations: ["list", "get", "save"],
       ceilings: true,
       metrics: true,
+      repeats: settings.repeats,
     });
     let soakResult: SoakResult | undefined;
     if (settings.soakSeconds > 0) {
@@ -244,6 +252,7 @@ async function workersRound(
       ceilings: false,
       // The primary sums every worker's counters, so a scrape sees all.
       metrics: true,
+      repeats: ctx.settings.repeats,
     });
     const note =
       `WORKERS=2 ran as ${processes} process(es), unpinned; ` +

@@ -50,6 +50,8 @@ export interface RoundPlan {
   ceilings: boolean;
   /** Whether to check the server's failed requests in /metrics. */
   metrics: boolean;
+  /** Runs of each list and get (saves run once); 1 when absent. */
+  repeats?: number;
 }
 
 const ceilingScripts: Record<Exclude<Target, "service">, string> = {
@@ -65,7 +67,8 @@ const protocols: Protocol[] = ["rest", "connect", "grpc"];
  * Measures the planned calls against the service and, when asked, against
  * ceilings started for this list size, each answering what the service
  * answered. Service and ceiling runs of one call follow each other, so
- * that drift on a noisy machine touches both alike.
+ * that drift on a noisy machine touches both alike; repeated reads take
+ * turns the same way, each turn a record with its `attempt`.
  */
 export async function measure(
   ctx: BenchContext,
@@ -91,11 +94,15 @@ export async function measure(
   try {
     for (const protocol of plan.protocols ?? protocols) {
       for (const call of calls.filter((c) => c.protocol === protocol)) {
-        await runOne(ctx, plan, call, "service", service.url, service);
-        for (const target of ceilingsOf[protocol]) {
-          const ceiling = ceilings.get(target);
-          if (ceiling) {
-            await runOne(ctx, plan, call, target, ceiling.url);
+        const attempts = call.operation === "save" ? 1 : (plan.repeats ?? 1);
+        for (let attempt = 1; attempt <= attempts; attempt++) {
+          const turn = { plan, call, attempt };
+          await runOne(ctx, turn, "service", service.url, service);
+          for (const target of ceilingsOf[protocol]) {
+            const ceiling = ceilings.get(target);
+            if (ceiling) {
+              await runOne(ctx, turn, target, ceiling.url);
+            }
           }
         }
       }
@@ -180,10 +187,17 @@ async function startCeilings(
   return started;
 }
 
+/** One run of a call in a round. */
+interface Turn {
+  plan: RoundPlan;
+  call: Call;
+  /** 1 for the first run of the call, counting up on repeats. */
+  attempt: number;
+}
+
 async function runOne(
   ctx: BenchContext,
-  plan: RoundPlan,
-  call: Call,
+  { plan, call, attempt }: Turn,
   target: Target,
   baseUrl: string,
   service?: Service,
@@ -194,6 +208,7 @@ async function runOne(
     operation: call.operation,
     connectors: plan.connectors,
     target,
+    attempt,
   };
   ctx.records.push(record);
   try {

@@ -4,6 +4,11 @@ export interface Settings {
   seconds: number;
   /** Unmeasured seconds before each run. */
   warmupSeconds: number;
+  /**
+   * How many times each read at the small list size runs, service and
+   * ceilings taking turns; the tables show the median.
+   */
+  repeats: number;
   /** wrk connections (one thread) for REST over HTTP/1.1. */
   connections: number;
   /** h2load connections for Connect and gRPC over h2c. */
@@ -53,6 +58,7 @@ export function readSettings(env: NodeJS.ProcessEnv): Settings {
   return {
     seconds: number(env, "BENCH_DURATION", 6, 1),
     warmupSeconds: number(env, "BENCH_WARMUP", 1, 0),
+    repeats: number(env, "BENCH_REPEAT", 3, 1),
     connections: number(env, "BENCH_CONNECTIONS", 32, 1),
     h2Clients: number(env, "BENCH_H2_CLIENTS", 4, 1),
     h2Streams: number(env, "BENCH_H2_STREAMS", 16, 1),
