@@ -50,6 +50,25 @@ const unavailableLabels: string[] = [
   MongoErrorLabel.SystemOverloadedError,
 ];
 
+// Server error codes of a replica set between primaries or a server going
+// down (the retryable read codes of the driver specifications). Writes that
+// fail with them carry a retryable label; reads carry only the code.
+const unavailableServerCodes = new Set([
+  6, // HostUnreachable
+  7, // HostNotFound
+  89, // NetworkTimeout
+  91, // ShutdownInProgress
+  134, // ReadConcernMajorityNotAvailableYet
+  189, // PrimarySteppedDown
+  262, // ExceededTimeLimit
+  9001, // SocketException
+  10107, // NotWritablePrimary
+  11600, // InterruptedAtShutdown
+  11602, // InterruptedDueToReplStateChange
+  13435, // NotPrimaryNoSecondaryOk
+  13436, // NotPrimaryOrSecondary
+]);
+
 // Node socket errors that say the server went away. The driver wraps most of
 // them in MongoNetworkError, but not one raised while a write waits for the
 // socket to drain: that one reaches the caller as the bare socket error.
@@ -641,7 +660,10 @@ function isUnavailable(err: unknown): boolean {
     return true;
   }
   if (err instanceof MongoError) {
-    return unavailableLabels.some((label) => err.hasErrorLabel(label));
+    return (
+      unavailableLabels.some((label) => err.hasErrorLabel(label)) ||
+      (typeof err.code === "number" && unavailableServerCodes.has(err.code))
+    );
   }
   return socketErrorCodes.has(socketErrorCode(err) ?? "");
 }

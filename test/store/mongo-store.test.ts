@@ -209,6 +209,9 @@ describe("translateError", () => {
     socketError("read ECONNRESET", "ECONNRESET"),
     socketError("connect ECONNREFUSED 127.0.0.1:1", "ECONNREFUSED"),
     new MongoNetworkError("connection 3 closed"),
+    // A read on a replica set between primaries carries no label.
+    new MongoServerError({ code: 10107, errmsg: "not primary" }),
+    new MongoServerError({ code: 91, errmsg: "shutdown in progress" }),
   ])("reports %s as the store being unavailable", (err) => {
     const translated = translateError(err);
     expect(translated).toBeInstanceOf(StoreUnavailableError);
