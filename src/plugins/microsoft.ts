@@ -1,5 +1,5 @@
 import type { JsonObject } from "@bufbuild/protobuf";
-import { WorkerPool } from "./msca-worker.js";
+import { hostnameProblem, WorkerPool } from "./msca-worker.js";
 import {
   type ConnectorTypePlugin,
   type FieldSpec,
@@ -15,7 +15,12 @@ import {
 const templatesTtlMs = 60_000;
 
 const fields: readonly FieldSpec[] = [
-  fieldSpec("hostname", "string", true, "host of the MS CA worker"),
+  fieldSpec(
+    "hostname",
+    "string",
+    true,
+    "host name or IP address of the MS CA worker",
+  ),
   fieldSpec("port", "int", true, "gRPC port of the MS CA worker"),
   fieldSpec(
     "http_proxy",
@@ -129,6 +134,10 @@ export function createMicrosoftPlugin(
 
     validate(config: PlainConfig): FieldViolation[] {
       const violations: FieldViolation[] = [];
+      const hostProblem = hostnameProblem(config.hostname ?? "");
+      if (hostProblem) {
+        violations.push({ field: "hostname", description: hostProblem });
+      }
       const port = Number(config.port);
       if (!(port >= 1 && port <= 65535)) {
         violations.push({

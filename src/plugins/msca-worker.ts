@@ -1,5 +1,6 @@
-import { createPrivateKey } from "node:crypto";
+import { createPrivateKey, X509Certificate } from "node:crypto";
 import { readFile } from "node:fs/promises";
+import { isIPv6 } from "node:net";
 import {
   create,
   type DescMessage,
@@ -188,7 +189,9 @@ export class WorkerPool {
       // Another call built the same channel while we read the TLS files.
       return { client: raced.client, temporary: false };
     }
-    const client = new Client(target.address, creds, {
+    // The explicit scheme keeps a host named like a scheme ("unix", "dns")
+    // from being read as one.
+    const client = new Client(`dns:${target.address}`, creds, {
       "grpc.enable_http_proxy": target.useProxy ? 1 : 0,
       // Own subchannels per channel, so one connector's reconnect backoff
       // is not shared with every other channel to the same address.
@@ -204,9 +207,30 @@ export class WorkerPool {
   }
 }
 
+/** Host names (Unicode ones too) and IPv4 addresses: dot-separated labels. */
+const hostNamePattern = /^[\p{L}\p{M}\p{N}_-]+(\.[\p{L}\p{M}\p{N}_-]+)*\.?$/u;
+
+/**
+ * Why a `hostname` setting cannot name a worker, or undefined when it can:
+ * a host name, an IPv4 address, or an IPv6 address with or without brackets.
+ */
+export function hostnameProblem(hostname: string): string | undefined {
+  if (isIPv6(unbracketed(hostname))) {
+    return undefined;
+  }
+  if (hostname.length <= 253 && hostNamePattern.test(hostname)) {
+    return undefined;
+  }
+  return "must be a host name or an IP address";
+}
+
+function unbracketed(host: string): string {
+  return host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
+}
+
 /**
  * Reads how to reach the worker from a connector configuration; reports
- * missing settings by field.
+ * missing and unusable settings by field.
  */
 function targetOf(config: PlainConfig): Target {
   const missing = ["hostname", "port"].filter((key) => !config[key]);
@@ -219,9 +243,17 @@ function targetOf(config: PlainConfig): Target {
       })),
     );
   }
-  const host = config.hostname ?? "";
+  const host = unbracketed(config.hostname ?? "");
+  const hostProblem = hostnameProblem(host);
+  if (hostProblem) {
+    throw precondition("hostname", hostProblem);
+  }
+  const port = Number(config.port);
+  if (!(Number.isInteger(port) && port >= 1 && port <= 65535)) {
+    throw precondition("port", "must be from 1 to 65535");
+  }
   return {
-    address: `${host.includes(":") ? `[${host}]` : host}:${config.port}`,
+    address: `${isIPv6(host) ? `[${host}]` : host}:${port}`,
     useSsl: isTrue(config.use_ssl),
     useProxy: isTrue(config.http_proxy),
     files: {
@@ -242,7 +274,22 @@ async function credentialsOf(target: Target): Promise<ChannelCredentials> {
     readTlsFile(target.files.cert, "ssl_client_cert"),
     readTlsFile(target.files.key, "ssl_client_key"),
   ]);
-  return credentials.createSsl(ca, clientKey(key, target.keyPassword), cert);
+  try {
+    new X509Certificate(ca);
+  } catch {
+    throw precondition("ssl_ca_cert", "is not a PEM certificate");
+  }
+  const plainKey = clientKey(key, target.keyPassword);
+  try {
+    return credentials.createSsl(ca, plainKey, cert);
+  } catch {
+    // grpc-js builds the TLS context here, which fails on a certificate
+    // that is not PEM or does not belong to the key.
+    throw precondition(
+      "ssl_client_cert",
+      "is not a PEM certificate of the client key",
+    );
+  }
 }
 
 async function readTlsFile(path: string, field: string): Promise<Buffer> {

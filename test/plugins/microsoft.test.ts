@@ -149,6 +149,33 @@ describe("WorkerPool.getCAs", () => {
     expect(violatedFields(error)).toEqual(["config.hostname", "config.port"]);
   });
 
+  it("names a hostname or port that cannot reach a worker, asking nothing", async () => {
+    for (const [config, field] of [
+      [{ hostname: "\n", port: "50061" }, "config.hostname"],
+      [{ hostname: "worker example", port: "50061" }, "config.hostname"],
+      [{ hostname: "unix:/run/worker.sock", port: "50061" }, "config.hostname"],
+      [{ hostname: workerHost, port: "0" }, "config.port"],
+      [{ hostname: workerHost, port: "65536" }, "config.port"],
+    ] as const) {
+      const error = await failureOf(pool.getCAs(undefined, config, timeoutMs));
+
+      expect(error.code, JSON.stringify(config)).toBe(Code.FailedPrecondition);
+      expect(violatedFields(error)).toEqual([field]);
+    }
+  });
+
+  it("reaches a worker by host name as by address", async () => {
+    for (const hostname of ["localhost", "127.0.0.1"]) {
+      const cas = await pool.getCAs(
+        undefined,
+        { hostname, port: String(plain.port) },
+        timeoutMs,
+      );
+      expect(cas).toEqual(defaultReplies().cas);
+    }
+    expect(plain.calls.GetCAs).toBe(2);
+  });
+
   it("talks mutual TLS with a plain PKCS#8 client key", async () => {
     const cas = await pool.getCAs(undefined, tlsConfig(), timeoutMs);
 
@@ -202,6 +229,32 @@ describe("WorkerPool.getCAs", () => {
     expect(violations(error)["config.ssl_client_cert"]).toBe(
       `cannot read ${missing} (ENOENT)`,
     );
+    expect(secure.calls.GetCAs).toBe(0);
+  });
+
+  it("names a CA file that is not a certificate", async () => {
+    const config = tlsConfig({ ssl_ca_cert: certs.clientKey });
+
+    const error = await failureOf(pool.getCAs(undefined, config, timeoutMs));
+
+    expect(error.code).toBe(Code.FailedPrecondition);
+    expect(violations(error)).toEqual({
+      "config.ssl_ca_cert": "is not a PEM certificate",
+    });
+    expect(secure.calls.GetCAs).toBe(0);
+  });
+
+  it("names a client certificate that is not the key's", async () => {
+    for (const ssl_client_cert of [certs.clientKey, certs.caCert]) {
+      const config = tlsConfig({ ssl_client_cert });
+
+      const error = await failureOf(pool.getCAs(undefined, config, timeoutMs));
+
+      expect(error.code).toBe(Code.FailedPrecondition);
+      expect(violations(error)).toEqual({
+        "config.ssl_client_cert": "is not a PEM certificate of the client key",
+      });
+    }
     expect(secure.calls.GetCAs).toBe(0);
   });
 

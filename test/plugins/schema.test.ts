@@ -71,6 +71,49 @@ describe("validateConfig", () => {
     }
   });
 
+  it("accepts host names and IP addresses as the microsoft hostname", () => {
+    for (const hostname of [
+      "worker.example",
+      "worker.example.",
+      "ca_01",
+      "bücher.example",
+      "192.0.2.10",
+      "::1",
+      "[2001:db8::5]",
+      "x".repeat(253),
+    ]) {
+      expect(
+        validateConfig(microsoftPlugin, { ...microsoft, hostname }),
+      ).toEqual([]);
+    }
+  });
+
+  it("refuses a microsoft hostname that cannot name a host", () => {
+    for (const hostname of [
+      "\n",
+      " worker.example",
+      "worker example",
+      "worker.example:50061",
+      "worker..example",
+      ".worker",
+      "http://worker.example",
+      "worker/ca",
+      "user@worker",
+      "[worker.example]",
+      "x".repeat(254),
+    ]) {
+      expect(
+        validateConfig(microsoftPlugin, { ...microsoft, hostname }),
+        JSON.stringify(hostname),
+      ).toEqual([
+        {
+          field: "config.hostname",
+          description: "must be a host name or an IP address",
+        },
+      ]);
+    }
+  });
+
   it("requires the three TLS files with use_ssl", () => {
     const fields = validateConfig(microsoftPlugin, {
       ...microsoft,

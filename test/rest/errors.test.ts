@@ -458,6 +458,12 @@ describe("invalid input", () => {
       message: "ERR905: config.port: must be from 1 to 65535",
     },
     {
+      title: "a hostname with a line break",
+      name: "bad-host",
+      form: { type: "microsoft", ...workerConfig, hostname: "ca\n.example" },
+      message: "ERR905: config.hostname: must be a host name or an IP address",
+    },
+    {
       title: "a description of a key without value",
       name: "bad-desc",
       form: { type: "local", ...localConfig, "desc.CRL": "the list" },
@@ -821,16 +827,26 @@ describe("keys that are not plain names", () => {
 });
 
 describe("specific options of a connector that cannot reach its CA", () => {
-  it("answers 400 and 503 when a setting the worker needs is missing", async () => {
+  it.each([
+    {
+      problem: "a setting the worker needs is missing",
+      query: "",
+      message:
+        "ERR503: config.hostname: is required to reach the worker; config.port: is required to reach the worker",
+    },
+    {
+      problem: "the hostname cannot name a worker",
+      query: "?hostname=%0A&port=50061",
+      message: "ERR503: config.hostname: must be a host name or an IP address",
+    },
+  ])("answers 400 and 503 when $problem", async ({ query, message }) => {
     const reply = await send({
-      path: "/caconnector/specific/microsoft",
+      path: `/caconnector/specific/microsoft${query}`,
       token: admin,
     });
     expect(reply.status).toBe(400);
     expect(reply.code).toBe(503);
-    expect(reply.message).toBe(
-      "ERR503: config.hostname: is required to reach the worker; config.port: is required to reach the worker",
-    );
+    expect(reply.message).toBe(message);
   });
 });
 
