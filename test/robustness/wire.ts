@@ -246,3 +246,19 @@ export function postChunked(
     pump();
   });
 }
+
+/**
+ * Percent-encodes the UTF-8 bytes of text for a path segment or a query
+ * value. Unlike encodeURIComponent it takes a lone surrogate, which goes out
+ * as U+FFFD: the same bytes a body holding that text carries.
+ */
+export function percentEncode(text: string): string {
+  let encoded = "";
+  for (const byte of Buffer.from(text, "utf8")) {
+    const char = String.fromCharCode(byte);
+    encoded += /^[A-Za-z0-9_.~-]$/.test(char)
+      ? char
+      : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
+  }
+  return encoded;
+}
