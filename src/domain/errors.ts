@@ -63,7 +63,7 @@ export const internalMessage = "internal error";
  */
 export function toConnectError(err: unknown): ConnectError {
   if (err instanceof ConnectError) {
-    return err;
+    return wellFormed(err);
   }
   if (err instanceof SecretDecryptError) {
     return fieldError(
@@ -88,4 +88,27 @@ export function toConnectError(err: unknown): ConnectError {
     undefined,
     err,
   );
+}
+
+const loneSurrogate = /\p{Cs}/u;
+
+/**
+ * The error with every lone surrogate in its message replaced by U+FFFD:
+ * gRPC percent-encodes the message into a header, which Connect-ES cannot do
+ * for a lone surrogate, and the call would never be answered.
+ */
+function wellFormed(error: ConnectError): ConnectError {
+  if (!loneSurrogate.test(error.rawMessage)) {
+    return error;
+  }
+  const fixed = new ConnectError(
+    error.rawMessage.replace(/\p{Cs}/gu, "\uFFFD"),
+    error.code,
+    error.metadata,
+    undefined,
+    error.cause,
+  );
+  // NOTE: the constructor takes outgoing details only; these may be either.
+  fixed.details.push(...error.details);
+  return fixed;
 }

@@ -49,8 +49,19 @@ const flagGrpcWebTrailer = 0b1000_0000;
 export function answerClientMistakes(
   handler: UniversalHandler,
 ): UniversalHandler {
-  const answer = async (request: UniversalServerRequest) =>
-    rewrite(await handler(request));
+  const answer = async (request: UniversalServerRequest) => {
+    let response: UniversalServerResponse;
+    try {
+      response = await handler(request);
+    } catch (err) {
+      const undecodable = undecodableAnswer(handler, request, err);
+      if (undecodable === undefined) {
+        throw err;
+      }
+      return undecodable;
+    }
+    return rewrite(response);
+  };
   return Object.assign(answer, {
     protocolNames: handler.protocolNames,
     service: handler.service,
@@ -59,6 +70,49 @@ export function answerClientMistakes(
     allowedMethods: handler.allowedMethods,
     supportedContentType: handler.supportedContentType,
   });
+}
+
+/**
+ * The gRPC or gRPC-Web answer to a request whose body Connect-ES could not
+ * decode and whose decoding error it then could not send. V8 names the
+ * token that breaks a JSON text by its first UTF-16 unit, so JSON that
+ * starts with an astral character yields a message with a lone surrogate,
+ * and Connect-ES throws a URIError percent-encoding it as `grpc-message`,
+ * leaving the stream unanswered. The answer is INVALID_ARGUMENT, in the
+ * headers alone for gRPC (trailers-only) and in a trailer frame for
+ * gRPC-Web; the message names the request message, not the text that broke.
+ * Errors of handlers never get here: the outermost interceptor replaces lone
+ * surrogates in their messages (`toConnectError`).
+ */
+function undecodableAnswer(
+  handler: UniversalHandler,
+  request: UniversalServerRequest,
+  err: unknown,
+): UniversalServerResponse | undefined {
+  const type = request.header.get("content-type") ?? "";
+  if (!(err instanceof URIError) || !type.startsWith("application/grpc")) {
+    return undefined;
+  }
+  const message = encodeURIComponent(
+    `cannot decode message ${handler.method.input.typeName} from the request body`,
+  );
+  if (type.startsWith("application/grpc-web")) {
+    // gRPC-Web clients read the status from a trailer frame in the body.
+    const trailer = `grpc-status: ${grpcInvalidArgument}\r\ngrpc-message: ${message}\r\n`;
+    return {
+      status: 200,
+      header: new Headers({ "content-type": type }),
+      body: single(envelope(flagGrpcWebTrailer, trailer)),
+    };
+  }
+  return {
+    status: 200,
+    header: new Headers({
+      "content-type": type,
+      "grpc-status": grpcInvalidArgument,
+      "grpc-message": message,
+    }),
+  };
 }
 
 function rewrite(

@@ -1,5 +1,9 @@
-import type { IncomingMessage } from "node:http";
-import type { Http2ServerRequest } from "node:http2";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import {
+  constants,
+  type Http2ServerRequest,
+  Http2ServerResponse,
+} from "node:http2";
 import {
   Code,
   ConnectError,
@@ -82,6 +86,31 @@ export function rpcNodeHandler(options: RpcHandlerOptions): NodeHandler {
           const procedure = `${handler.service.typeName}/${handler.method.name}`;
           log.error({ procedure, err }, "rpc response failed");
         }
+        endUnanswered(response);
       });
   };
+}
+
+/**
+ * Ends a response that failed on its way out, so that no client waits on
+ * it for ever: a 500 if nothing was sent yet, else a reset stream (HTTP/2)
+ * or a closed connection (HTTP/1.1), which tells the client the answer is
+ * incomplete.
+ */
+function endUnanswered(response: ServerResponse | Http2ServerResponse): void {
+  const gone =
+    response instanceof Http2ServerResponse
+      ? response.stream.destroyed
+      : response.destroyed;
+  if (gone || response.writableEnded) {
+    return;
+  }
+  if (!response.headersSent) {
+    response.writeHead(500);
+    response.end();
+  } else if (response instanceof Http2ServerResponse) {
+    response.stream.close(constants.NGHTTP2_INTERNAL_ERROR);
+  } else {
+    response.destroy();
+  }
 }

@@ -15,6 +15,15 @@ describe("toConnectError", () => {
     expect(toConnectError(err)).toBe(err);
   });
 
+  it("replaces lone surrogates in a message, keeping code and details", () => {
+    const err = invalidArgument([{ field: "name", description: "x\ud800y" }]);
+    const fixed = toConnectError(err);
+    expect(fixed.code).toBe(Code.InvalidArgument);
+    expect(fixed.rawMessage).toBe("name: x\ufffdy");
+    expect(encodeURIComponent(fixed.rawMessage)).toBe("name%3A%20x%EF%BF%BDy");
+    expect(fixed.details).toEqual(err.details);
+  });
+
   it("maps an unreachable store to UNAVAILABLE without its text", () => {
     const cause = new StoreUnavailableError("connect ECONNREFUSED 10.0.0.5");
     const err = toConnectError(cause);

@@ -227,6 +227,60 @@ describe("a request body that does not decode", () => {
   });
 });
 
+describe("JSON whose first token is an astral character", () => {
+  // V8 names the unexpected token by its first UTF-16 unit, a lone
+  // surrogate, which gRPC cannot percent-encode into grpc-message.
+  const astral = new TextEncoder().encode("\n\t\u{10000} \u{10000}");
+  const undecodable =
+    "cannot decode message caconnector.v1.ListCaConnectorsRequest from the request body";
+
+  it.each(["application/grpc+json", "application/grpc-web+json"])(
+    "gets INVALID_ARGUMENT as %s on HTTP/2, then the server still serves",
+    async (type) => {
+      const reply = await grpcCall(list, grpcFrame(astral), {
+        "content-type": type,
+      });
+
+      expect(reply).toMatchObject({
+        status: 200,
+        grpcStatus: Code.InvalidArgument,
+        grpcMessage: undecodable,
+      });
+      expect(reply.reset).toBeUndefined();
+      await expectServes({
+        protocol: "grpc",
+        httpVersion: "2",
+        useBinaryFormat: false,
+      });
+    },
+  );
+
+  it("gets INVALID_ARGUMENT over gRPC-Web on HTTP/1.1", async () => {
+    const reply = await connectPost(list, grpcFrame(astral), {
+      "content-type": "application/grpc-web+json",
+    });
+
+    expect(reply.status).toBe(200);
+    expect(reply.reset).toBeUndefined();
+    expect(webStatus(reply)).toEqual({
+      code: Code.InvalidArgument,
+      message: undecodable,
+    });
+  });
+
+  it("gets invalid_argument with V8's message over Connect JSON", async () => {
+    const reply = await connectPost(list, astral, {
+      "content-type": "application/json",
+    });
+
+    expect(reply.status).toBe(400);
+    expect(JSON.parse(reply.text)).toEqual({
+      code: "invalid_argument",
+      message: expect.stringMatching(/^cannot decode message .* from JSON: /),
+    });
+  });
+});
+
 describe("broken gRPC framing", () => {
   it("gets INVALID_ARGUMENT for a compressed flag without grpc-encoding", async () => {
     const reply = await grpcCall(
