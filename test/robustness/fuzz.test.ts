@@ -44,8 +44,11 @@ import {
   send,
 } from "./wire.js";
 
-/** Inputs per property; the whole file stays well under a minute. */
-const runs = 300;
+/**
+ * Inputs per property: 300 keeps the whole file well under a minute;
+ * FUZZ_RUNS asks for more in a longer hunt (with a raised --testTimeout).
+ */
+const runs = Number(process.env.FUZZ_RUNS) || 300;
 /** A health request goes out after every this many inputs. */
 const healthEvery = 50;
 const maxBodyBytes = 1024 * 1024;
@@ -186,7 +189,7 @@ function shorten(value: unknown): string {
     typeof item === "string" && item.length > 300
       ? `${item.slice(0, 300)}…(${item.length})`
       : item instanceof Uint8Array
-        ? `bytes[${item.length}]`
+        ? `bytes[${item.length}]${item.length <= 256 ? ` ${Buffer.from(item).toString("hex")}` : ""}`
         : typeof item === "bigint"
           ? `${item}n`
           : item,
@@ -381,7 +384,8 @@ async function freePort(): Promise<number> {
 beforeAll(async () => {
   closedPort = await freePort();
   server = await startTestServer();
-  token = await server.token();
+  // Valid for as long as a FUZZ_RUNS hunt may take.
+  token = await server.token({ expiresIn: 6 * 3600 });
   grpcSessions = new Http2SessionManager(server.url);
   grpcTransport = createGrpcTransport({
     baseUrl: server.url,
@@ -614,7 +618,21 @@ describe("the service under random input", () => {
           await afterInput();
         },
       ),
-      fuzzRuns(runs),
+      {
+        ...fuzzRuns(runs),
+        // Once left the stream unanswered: JSON that starts with an astral
+        // character, whose V8 error message holds a lone surrogate.
+        examples: [
+          [
+            "ListCaConnectors",
+            {
+              framing: "good",
+              body: Buffer.from("000000000c0a09f090808020f090808000", "hex"),
+            },
+            "application/grpc+json",
+          ],
+        ],
+      },
     );
     await expectAlive();
   });

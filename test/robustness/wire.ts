@@ -100,6 +100,9 @@ export interface RawGrpc {
   close(): void;
 }
 
+/** How long a raw gRPC call waits for the server to end its stream. */
+const answerWithinMs = 10_000;
+
 export function openRawGrpc(base: string): RawGrpc {
   let session: ClientHttp2Session | undefined;
   const sessionNow = () => {
@@ -143,8 +146,15 @@ export function openRawGrpc(base: string): RawGrpc {
         reply.reset = err.code ?? err.name;
       });
       const closed = new Promise((resolve) => stream.on("close", resolve));
+      // A stream the server never ends would hang the test until its
+      // timeout, with no input to show; it is reported as unanswered.
+      const silence = setTimeout(() => {
+        reply.reset = `no answer within ${answerWithinMs} ms`;
+        stream.close(constants.NGHTTP2_CANCEL);
+      }, answerWithinMs);
       stream.end(body);
       await closed;
+      clearTimeout(silence);
       if (reply.grpcStatus === undefined) {
         // gRPC-Web sends its status in a trailer frame of the body.
         read(webTrailers(Buffer.concat(chunks)));
