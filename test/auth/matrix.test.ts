@@ -375,16 +375,28 @@ function encodeJson(value: object): string {
   return Buffer.from(JSON.stringify(value)).toString("base64url");
 }
 
-/** An unsigned token (`alg: none`) with claims that are otherwise fine. */
-function unsignedToken(): string {
-  const header = encodeJson({ alg: "none", typ: "JWT" });
+/** A token with the given header, fine claims and the given signature. */
+function handMadeToken(header: object, signature: string): string {
   const payload = encodeJson({
     username: "admin",
     realm: "",
     role: "admin",
     exp: Math.floor(Date.now() / 1000) + 600,
   });
-  return `${header}.${payload}.`;
+  return `${encodeJson(header)}.${payload}.${signature}`;
+}
+
+/** An unsigned token (`alg: none`) with claims that are otherwise fine. */
+function unsignedToken(): string {
+  return handMadeToken({ alg: "none", typ: "JWT" }, "");
+}
+
+/**
+ * A token whose algorithm holds a lone surrogate, which the refusal quotes:
+ * gRPC could not carry that message and once never answered the call.
+ */
+function brokenAlgToken(): string {
+  return handMadeToken({ alg: "HS\ud800", typ: "JWT" }, "AAAA");
 }
 
 /** A valid token whose payload was changed after signing. */
@@ -465,6 +477,11 @@ const tokenCases: readonly TokenCase[] = [
     title: "an expired token",
     headers: async (server) => bearer(await server.token({ expiresIn: -60 })),
     expected: expired,
+  },
+  {
+    title: "a token whose alg holds a lone surrogate",
+    headers: async () => bearer(brokenAlgToken()),
+    expected: malformed,
   },
   {
     title: "a token without exp",
