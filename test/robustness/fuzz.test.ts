@@ -259,7 +259,34 @@ function anyAuth(): fc.Arbitrary<Record<string, string>> {
         "pi-authorization": v,
       })),
     },
+    {
+      weight: 1,
+      arbitrary: anyJwtHeader().map((header) => ({
+        authorization: `Bearer ${base64url(header)}.${token.split(".")[1]}.AAAA`,
+      })),
+    },
   );
+}
+
+/**
+ * JWT headers a forger might send: random algorithms and key ids, text of
+ * every kind (the refusal may quote it), or JSON that is no object.
+ */
+function anyJwtHeader(): fc.Arbitrary<string> {
+  const text = fc.oneof(
+    anyText(20),
+    fc.constantFrom("HS256", "RS256", "none", "\ud800", "RS\udfff"),
+  );
+  return fc.oneof(
+    fc
+      .record({ alg: text, kid: text, typ: text }, { requiredKeys: ["alg"] })
+      .map((header) => JSON.stringify(header)),
+    fc.jsonValue({ maxDepth: 2 }).map((value) => JSON.stringify(value) ?? ""),
+  );
+}
+
+function base64url(text: string): string {
+  return Buffer.from(text).toString("base64url");
 }
 
 /** The request message for `method` closest to a JSON shape. */
