@@ -6,15 +6,19 @@
 // `npm start` builds it as the README's quick start does, so `./data` is
 // the copy's own and starts empty.
 import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { stat } from "node:fs/promises";
 import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { promisify } from "node:util";
+import { MongoClient } from "mongodb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureGrpcurlBinary } from "../support/grpcurl.js";
+import { mongoUriFor, uniqueDatabaseName } from "../support/mongo-uri.js";
 import { copyPackage, type PackageCopy } from "../support/package-copy.js";
 import { atAddress, commandsOf, readmeBlock } from "../support/readme.js";
+import { signToken } from "../support/server.js";
 
 const run = promisify(execFile);
 const startTimeoutMs = 90_000;
@@ -159,6 +163,83 @@ describe("the README, followed on a fresh data directory", () => {
   });
 });
 
+describe("the README's MongoDB start, against this run's MongoDB-wire server", () => {
+  const database = uniqueDatabaseName();
+  const secret = randomBytes(32).toString("base64url");
+  let mongo: ChildProcess | undefined;
+
+  afterAll(async () => {
+    await stop(mongo);
+    const client = new MongoClient(mongoUriFor(database));
+    try {
+      await client.db(database).dropDatabase();
+    } finally {
+      await client.close();
+    }
+  });
+
+  it("starts with STORE_URL and stores a REST create as a MongoDB document", {
+    timeout: startTimeoutMs + 60_000,
+  }, async () => {
+    // The block with its placeholders filled in; should they change, the
+    // replacements below fail loudly instead of starting something else.
+    const block = readmeBlock("sh", "STORE_URL='mongodb://");
+    const placeholders = [
+      "'mongodb://db.example:27017/caconnector'",
+      "AUTH_JWT_SECRET='…'",
+      "SECRETS_KEY='…'",
+    ];
+    for (const placeholder of placeholders) {
+      expect(block).toContain(placeholder);
+    }
+    const command = block
+      .replace(placeholders[0] ?? "", `'${mongoUriFor(database)}'`)
+      .replace(placeholders[1] ?? "", `AUTH_JWT_SECRET='${secret}'`)
+      .replace(
+        placeholders[2] ?? "",
+        `SECRETS_KEY='${randomBytes(32).toString("base64")}'`,
+      );
+    const port = await freePort();
+    const mongoAddress = `127.0.0.1:${port}`;
+    let log = "";
+    mongo = spawn("bash", ["-euo", "pipefail", "-c", command], {
+      cwd: checkout.dir,
+      env: { ...env, PORT: String(port) },
+      detached: true,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const collect = (chunk: Buffer) => {
+      log = (log + chunk.toString("utf8")).slice(-65_536);
+    };
+    mongo.stdout?.on("data", collect);
+    mongo.stderr?.on("data", collect);
+    await waitUntilReady(mongo, `http://${mongoAddress}/readyz`, () => log);
+
+    const token = await signToken(secret);
+    const created = await fetch(`http://${mongoAddress}/caconnector/mongo-ca`, {
+      method: "POST",
+      headers: { authorization: token },
+      body: new URLSearchParams({ type: "local", cakey: "/k", cacert: "/c" }),
+    });
+    expect(created.status).toBe(200);
+
+    const client = new MongoClient(mongoUriFor(database));
+    try {
+      const documents = await client
+        .db(database)
+        .collection("caconnectors")
+        .find()
+        .toArray();
+      expect(documents).toEqual([
+        expect.objectContaining({ name: "mongo-ca", type: "local" }),
+      ]);
+    } finally {
+      await client.close();
+    }
+    expect(log).not.toContain(secret);
+  });
+});
+
 async function freePort(): Promise<number> {
   const server = createServer();
   server.listen(0, "127.0.0.1");
@@ -172,11 +253,15 @@ async function freePort(): Promise<number> {
   return bound.port;
 }
 
-async function waitUntilReady(child: ChildProcess, url: string) {
+async function waitUntilReady(
+  child: ChildProcess,
+  url: string,
+  logOf: () => string = () => serviceLog,
+) {
   const deadline = Date.now() + startTimeoutMs;
   while (Date.now() < deadline) {
     if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`npm start exited before it was ready:\n${serviceLog}`);
+      throw new Error(`npm start exited before it was ready:\n${logOf()}`);
     }
     try {
       if ((await fetch(url)).status === 200) {
@@ -188,7 +273,7 @@ async function waitUntilReady(child: ChildProcess, url: string) {
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
   throw new Error(
-    `npm start was not ready within ${startTimeoutMs} ms:\n${serviceLog}`,
+    `npm start was not ready within ${startTimeoutMs} ms:\n${logOf()}`,
   );
 }
 
