@@ -1,5 +1,5 @@
 import type { JsonObject } from "@bufbuild/protobuf";
-import { hostnameProblem, WorkerPool } from "./msca-worker.js";
+import { hostnameProblem, portProblem, WorkerPool } from "./msca-worker.js";
 import {
   type ConnectorTypePlugin,
   type FieldSpec,
@@ -138,12 +138,9 @@ export function createMicrosoftPlugin(
       if (hostProblem) {
         violations.push({ field: "hostname", description: hostProblem });
       }
-      const port = Number(config.port);
-      if (!(port >= 1 && port <= 65535)) {
-        violations.push({
-          field: "port",
-          description: "must be from 1 to 65535",
-        });
+      const portWrong = portProblem(config.port ?? "");
+      if (portWrong) {
+        violations.push({ field: "port", description: portWrong });
       }
       if (isTrue(config.use_ssl)) {
         for (const key of tlsFiles) {

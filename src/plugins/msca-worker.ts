@@ -224,6 +224,14 @@ export function hostnameProblem(hostname: string): string | undefined {
   return "must be a host name or an IP address";
 }
 
+/** Why a `port` setting cannot name a worker, or undefined when it can. */
+export function portProblem(port: string): string | undefined {
+  const number = Number(port);
+  return Number.isInteger(number) && number >= 1 && number <= 65535
+    ? undefined
+    : "must be from 1 to 65535";
+}
+
 function unbracketed(host: string): string {
   return host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
 }
@@ -248,12 +256,13 @@ function targetOf(config: PlainConfig): Target {
   if (hostProblem) {
     throw precondition("hostname", hostProblem);
   }
-  const port = Number(config.port);
-  if (!(Number.isInteger(port) && port >= 1 && port <= 65535)) {
-    throw precondition("port", "must be from 1 to 65535");
+  const port = config.port ?? "";
+  const portWrong = portProblem(port);
+  if (portWrong) {
+    throw precondition("port", portWrong);
   }
   return {
-    address: `${isIPv6(host) ? `[${host}]` : host}:${port}`,
+    address: `${isIPv6(host) ? `[${host}]` : host}:${Number(port)}`,
     useSsl: isTrue(config.use_ssl),
     useProxy: isTrue(config.http_proxy),
     files: {

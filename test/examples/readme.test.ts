@@ -24,8 +24,7 @@ const run = promisify(execFile);
 const startTimeoutMs = 90_000;
 
 let checkout: PackageCopy;
-let service: ChildProcess | undefined;
-let serviceLog = "";
+let service: Started | undefined;
 let address: string;
 /** What every README command runs with. */
 let env: NodeJS.ProcessEnv;
@@ -43,18 +42,7 @@ beforeAll(async () => {
 
   // The quick start says `npm ci && npm start`; the copy has node_modules.
   readmeBlock("sh", "npm ci && npm start");
-  service = spawn("npm", ["start"], {
-    cwd: checkout.dir,
-    env: { ...env, PORT: String(port) },
-    // Its own process group, so npm, the shell and node stop together.
-    detached: true,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  const collect = (chunk: Buffer) => {
-    serviceLog = (serviceLog + chunk.toString("utf8")).slice(-65_536);
-  };
-  service.stdout?.on("data", collect);
-  service.stderr?.on("data", collect);
+  service = start("npm", ["start"], port);
   await waitUntilReady(service, `http://${address}/readyz`);
 }, startTimeoutMs + 60_000);
 
@@ -81,7 +69,7 @@ describe("the README, followed on a fresh data directory", () => {
   let token: string;
 
   it("starts with npm start and creates its secrets under ./data", async () => {
-    expect(serviceLog).toContain("created a development secret");
+    expect(service?.log()).toContain("created a development secret");
     for (const file of ["jwt-secret", "secrets.key"]) {
       const { mode } = await stat(join(checkout.dir, "data", file));
       expect(mode & 0o777).toBe(0o600);
@@ -166,7 +154,7 @@ describe("the README, followed on a fresh data directory", () => {
 describe("the README's MongoDB start, against this run's MongoDB-wire server", () => {
   const database = uniqueDatabaseName();
   const secret = randomBytes(32).toString("base64url");
-  let mongo: ChildProcess | undefined;
+  let mongo: Started | undefined;
 
   afterAll(async () => {
     await stop(mongo);
@@ -201,19 +189,8 @@ describe("the README's MongoDB start, against this run's MongoDB-wire server", (
       );
     const port = await freePort();
     const mongoAddress = `127.0.0.1:${port}`;
-    let log = "";
-    mongo = spawn("bash", ["-euo", "pipefail", "-c", command], {
-      cwd: checkout.dir,
-      env: { ...env, PORT: String(port) },
-      detached: true,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    const collect = (chunk: Buffer) => {
-      log = (log + chunk.toString("utf8")).slice(-65_536);
-    };
-    mongo.stdout?.on("data", collect);
-    mongo.stderr?.on("data", collect);
-    await waitUntilReady(mongo, `http://${mongoAddress}/readyz`, () => log);
+    mongo = start("bash", ["-euo", "pipefail", "-c", command], port);
+    await waitUntilReady(mongo, `http://${mongoAddress}/readyz`);
 
     const token = await signToken(secret);
     const created = await fetch(`http://${mongoAddress}/caconnector/mongo-ca`, {
@@ -236,7 +213,7 @@ describe("the README's MongoDB start, against this run's MongoDB-wire server", (
     } finally {
       await client.close();
     }
-    expect(log).not.toContain(secret);
+    expect(mongo.log()).not.toContain(secret);
   });
 });
 
@@ -253,15 +230,35 @@ async function freePort(): Promise<number> {
   return bound.port;
 }
 
-async function waitUntilReady(
-  child: ChildProcess,
-  url: string,
-  logOf: () => string = () => serviceLog,
-) {
+/** A service started by a README command, with the tail of its output. */
+interface Started {
+  child: ChildProcess;
+  log(): string;
+}
+
+/** Starts a command in the copy, listening on `port`. */
+function start(command: string, args: string[], port: number): Started {
+  const child = spawn(command, args, {
+    cwd: checkout.dir,
+    env: { ...env, PORT: String(port) },
+    // Its own process group, so npm, the shell and node stop together.
+    detached: true,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let log = "";
+  const collect = (chunk: Buffer) => {
+    log = (log + chunk.toString("utf8")).slice(-65_536);
+  };
+  child.stdout?.on("data", collect);
+  child.stderr?.on("data", collect);
+  return { child, log: () => log };
+}
+
+async function waitUntilReady({ child, log }: Started, url: string) {
   const deadline = Date.now() + startTimeoutMs;
   while (Date.now() < deadline) {
     if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`npm start exited before it was ready:\n${logOf()}`);
+      throw new Error(`npm start exited before it was ready:\n${log()}`);
     }
     try {
       if ((await fetch(url)).status === 200) {
@@ -273,11 +270,12 @@ async function waitUntilReady(
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
   throw new Error(
-    `npm start was not ready within ${startTimeoutMs} ms:\n${logOf()}`,
+    `npm start was not ready within ${startTimeoutMs} ms:\n${log()}`,
   );
 }
 
-async function stop(child: ChildProcess | undefined): Promise<void> {
+async function stop(started: Started | undefined): Promise<void> {
+  const child = started?.child;
   const pid = child?.pid;
   if (!child || pid === undefined || child.exitCode !== null) {
     return;
